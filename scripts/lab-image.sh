@@ -31,10 +31,15 @@ DOCKERFILE
   exit 0
 fi
 
-command -v debootstrap >/dev/null || {
-  echo "lab-image: no registry answers and debootstrap is missing (apt-get install debootstrap)" >&2
-  exit 1
-}
+if ! command -v debootstrap >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "lab-image: installing debootstrap"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  else
+    echo "lab-image: no registry answers and debootstrap is missing (apt-get install debootstrap)" >&2
+    exit 1
+  fi
+fi
 root="$(mktemp -d /var/tmp/rehab-lab-root.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 echo "lab-image: debootstrap bookworm into $root (about a minute)"

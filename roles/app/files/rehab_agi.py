@@ -17,6 +17,7 @@ REHAB_AGI_DB_READ_DSN (prefer-standby), so a PostgreSQL failover needs no config
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import psycopg2.extras
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.cluster import ClusterNode, RedisCluster
 
 LOG = logging.getLogger("rehab-agi")
 
@@ -69,24 +71,32 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "rehab_agi_http_requests_total", "HTTP requests served", ["method", "route", "status"],
+            "rehab_agi_http_requests_total",
+            "HTTP requests served",
+            ["method", "route", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "rehab_agi_http_request_duration_seconds", "HTTP request latency", ["route"],
+            "rehab_agi_http_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
         self.in_progress = Gauge(
-            "rehab_agi_http_requests_in_progress", "Requests being served (the request queue)",
+            "rehab_agi_http_requests_in_progress",
+            "Requests being served (the request queue)",
             registry=self.registry,
         )
-        self.cache_hits = Counter("rehab_agi_cache_hits_total", "Beneficiary reads served by Redis",
-                                  registry=self.registry)
-        self.cache_misses = Counter("rehab_agi_cache_misses_total", "Beneficiary reads that went to PostgreSQL",
-                                    registry=self.registry)
-        self.dependency_up = Gauge("rehab_agi_dependency_up", "Last readiness result per dependency",
-                                   ["dependency"], registry=self.registry)
+        self.cache_hits = Counter(
+            "rehab_agi_cache_hits_total", "Beneficiary reads served by Redis", registry=self.registry
+        )
+        self.cache_misses = Counter(
+            "rehab_agi_cache_misses_total", "Beneficiary reads that went to PostgreSQL", registry=self.registry
+        )
+        self.dependency_up = Gauge(
+            "rehab_agi_dependency_up", "Last readiness result per dependency", ["dependency"], registry=self.registry
+        )
 
 
 class Database:
@@ -117,10 +127,8 @@ class Database:
     def _drop(self, kind: str) -> None:
         conn = getattr(self.local, kind, None)
         if conn is not None:
-            try:
+            with contextlib.suppress(psycopg2.Error):
                 conn.close()
-            except psycopg2.Error:
-                pass
         setattr(self.local, kind, None)
 
     def run(self, kind: str, sql: str, params: tuple = ()) -> list[dict]:
@@ -178,8 +186,6 @@ class Cache:
             "decode_responses": True,
         }
         if config.redis_cluster:
-            from redis.cluster import ClusterNode, RedisCluster
-
             nodes = [ClusterNode(*self._split(n)) for n in config.redis_nodes]
             self.client = RedisCluster(startup_nodes=nodes, **common)
         else:
@@ -286,7 +292,7 @@ def make_handler(app: App):
         protocol_version = "HTTP/1.1"
         server_version = "rehab-agi/1.0"
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - signature of the base class
+        def log_message(self, format: str, *args) -> None:
             LOG.debug("%s %s", self.address_string(), format % args)
 
         def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
@@ -349,21 +355,22 @@ def make_handler(app: App):
             else:
                 self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"{method} not allowed on {path}"})
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        def do_GET(self) -> None:
             self._serve("GET")
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._serve("HEAD")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve("POST")
 
     return Handler
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("REHAB_AGI_LOG_LEVEL", "INFO"),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("REHAB_AGI_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
+    )
     config = Config(dict(os.environ))
     app = App(config)
     handler = make_handler(app)

@@ -1,0 +1,63 @@
+"""rehab-agi service: unprivileged, secrets protected, API behaviour against real PostgreSQL/Redis."""
+
+import json
+
+BASE = "http://127.0.0.1:5001"
+
+
+def get(host, path):
+    out = host.run(f"curl -s -m 10 -w '\\n%{{http_code}}' {BASE}{path}")
+    body, _, status = out.stdout.rpartition("\n")
+    return int(status), body
+
+
+def test_runs_unprivileged(host):
+    service = host.service("rehab-agi")
+    assert service.is_running and service.is_enabled
+    user = host.check_output("systemctl show -p User --value rehab-agi")
+    assert user == "rehab-agi"
+    assert host.user("rehab-agi").shell == "/usr/sbin/nologin"
+
+
+def test_env_file_protected(host):
+    env = host.file("/etc/rehab-agi/rehab-agi.env")
+    assert env.mode == 0o640
+    assert env.user == "root" and env.group == "rehab-agi"
+    assert "target_session_attrs=read-write" in env.content_string
+    assert "target_session_attrs=prefer-standby" in env.content_string
+
+
+def test_health_and_ready(host):
+    assert get(host, "/api/agi/health")[0] == 200
+    status, body = get(host, "/api/agi/health/ready")
+    assert status == 200, body
+
+
+def test_create_read_and_metrics(host):
+    out = host.run(f'curl -s -XPOST -d \'{{"name": "Role Test"}}\' {BASE}/api/agi/beneficiaries')
+    created = json.loads(out.stdout)
+    status, body = get(host, f"/api/agi/beneficiaries/{created['id']}")
+    assert status == 200 and json.loads(body)["name"] == "Role Test"
+    # The row is really in PostgreSQL.
+    rows = host.check_output(
+        f"runuser -u postgres -- psql -d rehab -Atc 'select name from beneficiaries where id={created['id']}'"
+    )
+    assert rows == "Role Test"
+    _, metrics = get(host, "/metrics")
+    for name in (
+        "rehab_agi_cache_hits_total",
+        "rehab_agi_cache_misses_total",
+        "rehab_agi_http_request_duration_seconds_bucket",
+        "rehab_agi_http_requests_total",
+    ):
+        assert name in metrics
+
+
+def test_readiness_names_postgresql_when_it_stops(host):
+    host.run("systemctl stop postgresql@15-main")
+    try:
+        status, body = get(host, "/api/agi/health/ready")
+        assert status == 503
+        assert json.loads(body)["failed"] == ["postgresql"]
+    finally:
+        host.run("systemctl start postgresql@15-main")
