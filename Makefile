@@ -67,7 +67,7 @@ lint: venv
 unit: venv
 	pytest -q tests/unit
 
-integration: venv engine
+integration: venv image
 	pytest -q tests/integration
 
 molecule: venv image

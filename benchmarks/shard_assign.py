@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "collections"))
 
-from ansible_collections.rehab.scale.plugins.module_utils import shard_map as sm  # noqa: E402
+from ansible_collections.rehab.scale.plugins.module_utils import shard_map as sm
 
 
 def build_map(shards, width):

@@ -1,0 +1,81 @@
+"""Bad input fails in the preflight, naming the group or variable, before any host changes."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+HOSTS = {"app": "p1-app1", "pg_primary": "p1-pg1", "redis": "p1-redis1", "monitoring": "p1-mon1"}
+WATCHED = {
+    "p1-pg1": "/etc/postgresql/15/main/conf.d/10-rehab.conf",
+    "p1-redis1": "/etc/redis/redis.conf",
+    "p1-app1": "/etc/rehab-agi/rehab-agi.env",
+}
+
+
+def inventory(tmp_path, groups):
+    lines = ["all:", "  vars:", "    ansible_connection: community.docker.docker", "  children:"]
+    for group in groups:
+        lines += [f"    {group}:", "      hosts:", f"        {HOSTS[group]}:"]
+    path = tmp_path / "hosts.yml"
+    path.write_text("\n".join(lines) + "\n")
+    # The real group_vars of the lab, as Molecule uses them.
+    (tmp_path / "group_vars").symlink_to(ROOT / "inventories/lab/group_vars")
+    return path
+
+
+def state():
+    """Modification times of config files the playbook would rewrite."""
+    return {
+        host: subprocess.run(
+            ["docker", "exec", host, "stat", "-c", "%Y", path], capture_output=True, text=True, check=True
+        ).stdout
+        for host, path in WATCHED.items()
+    }
+
+
+def run_phase1(inv, *extra):
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(inv), str(ROOT / "playbooks/phase1.yml"), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def unchanged():
+    before = state()
+    yield
+    assert state() == before, "a config file changed although the run was refused"
+
+
+def test_missing_group_named(tmp_path, unchanged):
+    out = run_phase1(inventory(tmp_path, ["app", "pg_primary", "monitoring"]))
+    assert out.returncode != 0
+    assert "Inventory group 'redis' is missing or empty" in out.stdout
+    assert "TASK [rehab.scale.postgresql : Install PostgreSQL packages]" not in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("postgresql_port", "not-a-port", "postgresql_port"),
+        ("redis_maxmemory_policy", "keep-everything", "redis_maxmemory_policy"),
+        ("app_db_hosts", "{}", "app_db_hosts"),
+        ("nginx_gzip", "sometimes", "nginx_gzip"),
+    ],
+)
+def test_wrong_typed_variable_named(tmp_path, unchanged, variable, value, message):
+    out = run_phase1(inventory(tmp_path, list(HOSTS)), "-e", f"{variable}={value}")
+    assert out.returncode != 0
+    assert message in out.stdout
+    assert "Preflight" in out.stdout
+    # Nothing past the preflight ran.
+    assert "PLAY [Data stores and monitoring]" not in out.stdout
