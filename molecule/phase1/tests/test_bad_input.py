@@ -78,4 +78,4 @@ def test_wrong_typed_variable_named(tmp_path, unchanged, variable, value, messag
     assert message in out.stdout
     assert "Preflight" in out.stdout
     # Nothing past the preflight ran.
-    assert "PLAY [Data stores and monitoring]" not in out.stdout
+    assert "PLAY [Phase 1 services]" not in out.stdout
