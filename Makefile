@@ -14,9 +14,13 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 LAB_INVENTORY := inventories/lab
 # Per-role scenarios first (fast feedback), the full phase last.
-SCENARIOS ?= postgresql redis app nginx monitoring phase1
+SCENARIOS ?= postgresql redis app nginx monitoring phase1 failover
 
-.PHONY: help lab lab-up lab-down lab-status deploy test lint unit integration molecule engine image venv clean
+# Copies of this collection that tools installed elsewhere (Molecule's prerun did) shadow the
+# working tree; only the link in collections/ may provide rehab.scale.
+STALE_COPIES := $(HOME)/.ansible/collections/ansible_collections/rehab/scale $(wildcard $(HOME)/.cache/ansible-compat/*/collections/ansible_collections/rehab/scale)
+
+.PHONY: help lab lab-up lab-down lab-status deploy test lint unit integration molecule engine image venv clean no-stale-copies
 
 help:
 	@echo "make lab         set up and deploy $(PHASE) onto the local Docker lab"
@@ -58,7 +62,10 @@ lab: lab-up deploy
 	@echo "  Prometheus:          http://127.0.0.1:9090/targets"
 	@echo "Tear it down with:    make lab-down"
 
-lint: venv
+no-stale-copies:
+	@for d in $(STALE_COPIES); do if [ -e "$$d" ] && [ ! -L "$$d" ]; then echo "removing stale installed copy $$d"; rm -rf "$$d"; fi; done
+
+lint: venv no-stale-copies
 	yamllint -s .
 	ruff check .
 	ruff format --check .
@@ -70,7 +77,7 @@ unit: venv
 integration: venv image
 	pytest -q tests/integration
 
-molecule: venv image
+molecule: venv image no-stale-copies
 	@set -e; for s in $(SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; start=$$(date +%s); \
 	  molecule test -s $$s; \

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Benchmark: failover time and acknowledged-row loss over repeated kill -> failover -> rejoin cycles.
+
+    .venv/bin/molecule converge -s failover        # 1 primary + 2 synchronous replicas (pgf-1..3)
+    .venv/bin/python benchmarks/failover.py --runs 5
+    .venv/bin/molecule destroy -s failover
+
+Each cycle: a writer commits numbered rows on the current primary and records every acknowledged
+one; replication lag on the primary is sampled under that load; the primary's container is killed
+(SIGKILL); playbooks/failover.yml runs; the time from playbook start to the first write accepted on
+the new primary is measured by a second writer that retries from the moment the playbook starts;
+acknowledged rows missing on the new primary are counted; the old primary is started and rejoined
+with playbooks/rejoin.yml. Traffic goes only to the scenario's own containers.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+NODES = ["pgf-1", "pgf-2", "pgf-3"]
+PASSWORD = "lab-db-password-not-secret"
+
+
+def sql(node, query, db="rehab"):
+    out = subprocess.run(
+        ["docker", "exec", node, "runuser", "-u", "postgres", "--", "psql", "-d", db, "-Atc", query],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def address(node):
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def running(node):
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Running}}", node], capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() == "true"
+
+
+def primary_now():
+    primaries = [n for n in NODES if running(n) and sql(n, "select pg_is_in_recovery()") == "f"]
+    if len(primaries) != 1:
+        sys.exit(f"expected exactly one primary, found {primaries}")
+    return primaries[0]
+
+
+def inventory(primary, directory):
+    """An inventory whose groups match the cluster as it is now (as on-call would update it)."""
+    replicas = [n for n in NODES if n != primary]
+    lines = [
+        "all:",
+        "  vars:",
+        "    ansible_connection: community.docker.docker",
+        "  children:",
+        "    postgresql:",
+        "      children:",
+        "        pg_primary:",
+        "          hosts:",
+        f"            {primary}:",
+        "        pg_replicas:",
+        "          hosts:",
+        *[f"            {r}:" for r in replicas],
+    ]
+    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
+    for name, target in (
+        ("group_vars", ROOT / "inventories/lab/group_vars"),
+        ("host_vars", ROOT / "molecule/failover/host_vars"),
+    ):
+        link = directory / name
+        if not link.exists():
+            link.symlink_to(target)
+    return directory
+
+
+def playbook(inv, name, *extra):
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(inv), str(ROOT / "playbooks" / name), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+class Writer(threading.Thread):
+    def __init__(self, host, first_id):
+        super().__init__(daemon=True)
+        self.host, self.next_id, self.acked, self.stop, self.error = host, first_id, [], threading.Event(), None
+
+    def run(self):
+        try:
+            conn = psycopg2.connect(host=self.host, dbname="rehab", user="rehab", password=PASSWORD, connect_timeout=3)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    cur.execute("INSERT INTO acked_writes (id) VALUES (%s)", (self.next_id,))
+                    self.acked.append(self.next_id)
+                    self.next_id += 1
+        except psycopg2.Error as exc:
+            self.error = exc
+
+
+def first_write_after(start, hosts, first_id, deadline):
+    """Seconds from start until any host accepts a write (polled every 50 ms)."""
+    while time.monotonic() < deadline:
+        for host in hosts:
+            try:
+                conn = psycopg2.connect(
+                    host=host,
+                    dbname="rehab",
+                    user="rehab",
+                    password=PASSWORD,
+                    connect_timeout=1,
+                    target_session_attrs="read-write",
+                )
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO acked_writes (id) VALUES (%s)", (first_id,))
+                conn.close()
+                return time.monotonic() - start
+            except psycopg2.Error:
+                continue
+        time.sleep(0.05)
+    return None
+
+
+def cycle(run, next_id, workdir):
+    primary = primary_now()
+    inv = inventory(primary, workdir)
+    sql(primary, "create table if not exists acked_writes (id bigint primary key, at timestamptz default now())")
+    sql(primary, "alter table acked_writes owner to rehab")
+    writer = Writer(address(primary), next_id)
+    writer.start()
+    time.sleep(3)
+    lag = [
+        int(x or 0)
+        for x in sql(
+            primary,
+            "select coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)),0) from pg_stat_replication",
+        ).split()
+    ]
+    lag_s = sql(primary, "select coalesce(max(extract(epoch from replay_lag)), 0) from pg_stat_replication")
+    survivors = [address(n) for n in NODES if n != primary]
+    subprocess.run(["docker", "kill", "--signal", "KILL", primary], check=True, capture_output=True)
+    writer.join(timeout=30)
+    acked = writer.acked
+    start = time.monotonic()
+    probe = {}
+    prober = threading.Thread(
+        target=lambda: probe.update(
+            seconds=first_write_after(start, survivors, writer.next_id + 1_000_000, start + 300)
+        ),
+        daemon=True,
+    )
+    prober.start()
+    out = playbook(inv, "failover.yml")
+    playbook_seconds = time.monotonic() - start
+    prober.join(timeout=300)
+    if out.returncode != 0:
+        sys.exit(f"run {run}: failover.yml failed:\n{out.stdout[-3000:]}")
+    new_primary = primary_now()
+    missing = sql(
+        new_primary,
+        f"select count(*) from unnest(array{acked}::bigint[]) a(id) "
+        "where not exists (select 1 from acked_writes w where w.id = a.id)",
+    )
+    subprocess.run(["docker", "start", primary], check=True, capture_output=True)
+    for _ in range(60):
+        state = subprocess.run(
+            ["docker", "exec", primary, "systemctl", "is-system-running"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if state in ("running", "degraded"):
+            break
+        time.sleep(1)
+    rejoin = playbook(inventory(new_primary, workdir), "rejoin.yml", "-e", f"rejoin_host={primary}")
+    if rejoin.returncode != 0:
+        sys.exit(f"run {run}: rejoin.yml failed:\n{rejoin.stdout[-3000:]}")
+    result = {
+        "run": run,
+        "killed": primary,
+        "promoted": new_primary,
+        "acked": len(acked),
+        "lost": int(missing),
+        "first_write_s": probe.get("seconds"),
+        "playbook_s": playbook_seconds,
+        "lag_bytes": max(lag),
+        "lag_s": float(lag_s),
+    }
+    print(result, flush=True)
+    return result, writer.next_id + 2_000_000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    results, next_id = [], 10_000_000
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in range(1, args.runs + 1):
+            result, next_id = cycle(run, next_id, Path(tmp))
+            results.append(result)
+    times = [r["first_write_s"] for r in results]
+    walls = [r["playbook_s"] for r in results]
+    lost, acked = sum(r["lost"] for r in results), sum(r["acked"] for r in results)
+    print(
+        f"runs={len(results)} first write on new primary: median={statistics.median(times):.1f}s "
+        f"worst={max(times):.1f}s; playbook wall: median={statistics.median(walls):.1f}s worst={max(walls):.1f}s; "
+        f"acknowledged rows lost: {lost} of {acked}; lag under load before the kill: max "
+        f"{max(r['lag_bytes'] for r in results)} bytes, {max(r['lag_s'] for r in results):.3f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

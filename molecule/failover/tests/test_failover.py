@@ -1,0 +1,273 @@
+"""Streaming replication and the on-call playbooks, on real PostgreSQL (1 primary, 2 sync replicas).
+
+The tests run in file order and build on each other: replication works; failover is refused while
+the primary is healthy; a writer commits numbered rows and the primary is killed abruptly; failover
+is refused while the best replica lags past the bound; check mode prints the plan; failover
+promotes; no acknowledged row is lost; the other replica follows the new timeline; writes resume;
+rejoin brings the old primary back as a replica. Traffic stays on the scenario's own network.
+"""
+
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
+NODES = ["pgf-1", "pgf-2", "pgf-3"]
+DB_PASSWORD = "lab-db-password-not-secret"
+STATE = {}  # shared by the ordered tests below: they drive the cluster from the controller, once
+
+
+def sql(node, query, db="rehab"):
+    out = subprocess.run(
+        ["docker", "exec", node, "runuser", "-u", "postgres", "--", "psql", "-d", db, "-Atc", query],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, f"{node}: {query}: {out.stderr}"
+    return out.stdout.strip()
+
+
+def in_recovery(node):
+    return sql(node, "select pg_is_in_recovery()") == "t"
+
+
+def address(node):
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def playbook(name, *extra):
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    started = time.monotonic()
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(INVENTORY), str(ROOT / "playbooks" / name), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    out.seconds = time.monotonic() - started
+    return out
+
+
+def wait_for(predicate, timeout=60, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+class Writer(threading.Thread):
+    """Commits numbered rows; records each one the server acknowledged."""
+
+    def __init__(self, host, start=1):
+        super().__init__(daemon=True)
+        self.host, self.next_id, self.acked, self.stop, self.error = host, start, [], threading.Event(), None
+
+    def run(self):
+        try:
+            conn = psycopg2.connect(
+                host=self.host, dbname="rehab", user="rehab", password=DB_PASSWORD, connect_timeout=3
+            )
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    cur.execute("INSERT INTO acked_writes (id) VALUES (%s)", (self.next_id,))
+                    self.acked.append(self.next_id)  # only after COMMIT returned: acknowledged
+                    self.next_id += 1
+        except psycopg2.Error as exc:
+            self.error = exc
+
+
+def test_replicas_stream_synchronously():
+    assert not in_recovery("pgf-1")
+    assert in_recovery("pgf-2") and in_recovery("pgf-3")
+    rows = sql("pgf-1", "select application_name, state, sync_state from pg_stat_replication order by 1").splitlines()
+    assert rows == ["pgf_2|streaming|quorum", "pgf_3|streaming|quorum"]
+    assert sql("pgf-1", "select count(*) from pg_replication_slots where active") == "2"
+
+
+def test_write_on_primary_read_on_replicas():
+    sql("pgf-1", "create table if not exists acked_writes (id bigint primary key, at timestamptz default now())")
+    sql("pgf-1", "alter table acked_writes owner to rehab")
+    sql("pgf-1", "insert into acked_writes (id) values (0) on conflict do nothing")
+    for node in ("pgf-2", "pgf-3"):
+        wait_for(lambda n=node: sql(n, "select count(*) from acked_writes where id = 0") == "1", what=f"row on {node}")
+
+
+def test_lag_exposed_for_prometheus():
+    primary = subprocess.run(
+        ["docker", "exec", "pgf-1", "curl", "-sf", "http://127.0.0.1:9187/metrics"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert 'pg_stat_replication_pg_wal_lsn_diff{application_name="pgf_2"' in primary  # bytes, per replica
+    for node in ("pgf-2", "pgf-3"):
+        metrics = subprocess.run(
+            ["docker", "exec", node, "curl", "-sf", "http://127.0.0.1:9187/metrics"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "\npg_replication_lag{" in metrics  # seconds behind, on each replica
+        assert "\npg_replication_is_replica{" in metrics and "} 1" in metrics
+
+
+def test_failover_refused_while_primary_healthy():
+    out = playbook("failover.yml")
+    assert out.returncode != 0
+    assert "FAILOVER REFUSED, nothing was changed" in out.stdout
+    assert "pgf-1 still accepts writes" in out.stdout
+    assert not in_recovery("pgf-1") and in_recovery("pgf-2") and in_recovery("pgf-3")
+
+
+def test_primary_killed_under_write_load():
+    writer = Writer(address("pgf-1"), start=1)
+    writer.start()
+    wait_for(lambda: len(writer.acked) >= 200, what="200 acknowledged writes")
+    # Replay paused on both replicas (WAL still arrives and is flushed, so commits are still
+    # acknowledged): the unreplayed backlog is what the lag bound must catch below.
+    for node in ("pgf-2", "pgf-3"):
+        sql(node, "select pg_wal_replay_pause()")
+    count = len(writer.acked)
+    wait_for(lambda: len(writer.acked) >= count + 200, what="200 more acknowledged writes")
+    subprocess.run(["docker", "kill", "--signal", "KILL", "pgf-1"], check=True, capture_output=True)
+    writer.join(timeout=30)
+    assert writer.error is not None, "the writer should have lost its connection"
+    STATE["acked"] = list(writer.acked)
+    STATE["next_id"] = writer.next_id + 1
+
+
+def test_lagging_replica_not_promoted():
+    out = playbook("failover.yml", "-e", "failover_max_lag_bytes=1")
+    assert out.returncode != 0
+    assert "FAILOVER REFUSED, nothing was changed" in out.stdout
+    assert "past max_lag_bytes 1" in out.stdout
+    assert in_recovery("pgf-2") and in_recovery("pgf-3")
+
+
+def test_check_mode_prints_plan_and_changes_nothing():
+    for node in ("pgf-2", "pgf-3"):
+        sql(node, "select pg_wal_replay_resume()")
+        wait_for(
+            lambda n=node: sql(n, "select pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()") == "t",
+            what=f"{node} to replay its backlog",
+        )
+    out = playbook("failover.yml", "--check")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "recommended: pgf-" in out.stdout
+    assert "safe to promote: True" in out.stdout
+    assert in_recovery("pgf-2") and in_recovery("pgf-3")
+
+
+def test_failover_promotes_best_replica():
+    out = playbook("failover.yml")
+    assert out.returncode == 0, out.stdout[-4000:]
+    promoted = [n for n in ("pgf-2", "pgf-3") if not in_recovery(n)]
+    assert len(promoted) == 1, "exactly one new primary"
+    STATE["primary"], STATE["follower"] = promoted[0], ({"pgf-2", "pgf-3"} - set(promoted)).pop()
+    assert f"promoted: {STATE['primary']}" in out.stdout
+    STATE["failover_seconds"] = out.seconds
+    print(f"failover.yml took {out.seconds:.1f} s")
+
+
+def test_no_acknowledged_row_lost():
+    acked = STATE["acked"]
+    present = sql(STATE["primary"], f"select count(*) from acked_writes where id between 1 and {max(acked)}")
+    assert int(present) >= len(acked)
+    missing = sql(
+        STATE["primary"],
+        f"select count(*) from unnest(array{acked}::bigint[]) a(id) "
+        "where not exists (select 1 from acked_writes w where w.id = a.id)",
+    )
+    assert missing == "0", f"{missing} acknowledged rows lost"
+
+
+def test_other_replica_follows_new_timeline():
+    follower, primary = STATE["follower"], STATE["primary"]
+    assert in_recovery(follower)
+    receiver = sql(follower, "select status, sender_host, received_tli from pg_stat_wal_receiver", db="postgres")
+    assert receiver == f"streaming|{address(primary)}|2"
+
+
+def test_writer_resumes_on_new_primary():
+    writer = Writer(address(STATE["primary"]), start=STATE["next_id"])
+    writer.start()
+    wait_for(lambda: len(writer.acked) >= 50, what="writes on the new primary")
+    writer.stop.set()
+    writer.join(timeout=10)
+    STATE["last_id"] = writer.acked[-1]
+    wait_for(
+        lambda: sql(STATE["follower"], f"select count(*) from acked_writes where id = {STATE['last_id']}") == "1",
+        what="the new writes on the follower",
+    )
+
+
+def test_rejoin_old_primary_as_replica():
+    subprocess.run(["docker", "start", "pgf-1"], check=True, capture_output=True)
+    wait_for(
+        lambda: (
+            subprocess.run(
+                ["docker", "exec", "pgf-1", "systemctl", "is-system-running"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            in ("running", "degraded")
+        ),
+        what="pgf-1 to boot",
+    )
+    out = playbook("rejoin.yml", "-e", "rejoin_host=pgf-1")
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert in_recovery("pgf-1")
+    assert sql("pgf-1", "select status, sender_host from pg_stat_wal_receiver", db="postgres") == (
+        f"streaming|{address(STATE['primary'])}"
+    )
+    wait_for(
+        lambda: sql("pgf-1", f"select count(*) from acked_writes where id = {STATE['last_id']}") == "1",
+        what="post-failover rows on the rejoined node",
+    )
+
+
+def test_switchover_check_mode_changes_nothing():
+    out = playbook("switchover.yml", "--check", "-e", "switchover_to=pgf-1")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert f"primary: {STATE['primary']}; switch to: pgf-1" in out.stdout
+    assert not in_recovery(STATE["primary"]) and in_recovery("pgf-1")
+
+
+def test_switchover_back_to_pgf1_loses_nothing():
+    old = STATE["primary"]
+    sql(old, f"insert into acked_writes (id) values ({STATE['last_id'] + 1})")  # acknowledged before the switch
+    out = playbook("switchover.yml", "-e", "switchover_to=pgf-1")
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert not in_recovery("pgf-1")
+    assert in_recovery(old) and in_recovery(STATE["follower"])
+    assert sql("pgf-1", f"select count(*) from acked_writes where id = {STATE['last_id'] + 1}") == "1"
+    for node in (old, STATE["follower"]):
+        wait_for(
+            lambda n=node: (
+                sql(n, "select status, sender_host from pg_stat_wal_receiver", db="postgres")
+                == f"streaming|{address('pgf-1')}"
+            ),
+            what=f"{node} to stream from pgf-1",
+        )
+    sql("pgf-1", f"insert into acked_writes (id) values ({STATE['last_id'] + 2})")  # sync: a standby confirms

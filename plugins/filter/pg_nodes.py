@@ -1,0 +1,51 @@
+# Copyright: rehab-scale maintainers
+# Apache License 2.0 (see LICENSE)
+"""The pg_nodes filter: PostgreSQL nodes as rehab.scale.pg_failover_check expects them."""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import FailoverInputError, lsn_to_int
+
+
+def _address(name, host):
+    facts = host.get("ansible_facts") or {}
+    address = (facts.get("default_ipv4") or {}).get("address")
+    return host.get("postgresql_node_address") or address or host.get("ansible_host") or name
+
+
+def pg_nodes(names, hostvars):
+    """[{name, host, port, priority}] for each inventory name, from its hostvars.
+
+    The address is postgresql_node_address, else the gathered default IPv4 address, else
+    ansible_host, else the name itself (a host that is down may have no facts this run).
+    """
+    if isinstance(names, str) or not hasattr(names, "__iter__"):
+        raise AnsibleFilterError(f"rehab.scale.pg_nodes: expected a list of inventory names, got {names!r}")
+    nodes = []
+    for name in names:
+        try:
+            host = hostvars[name]
+        except KeyError:
+            raise AnsibleFilterError(f"rehab.scale.pg_nodes: {name!r} is not in the inventory") from None
+        nodes.append(
+            {
+                "name": name,
+                "host": _address(name, host),
+                "port": int(host.get("postgresql_port") or 5432),
+                "priority": int(host.get("postgresql_failover_priority") or 100),
+            }
+        )
+    return nodes
+
+
+def lsn_int(value):
+    """'0/3000060' -> 50331744, for comparing WAL positions in playbooks."""
+    try:
+        return lsn_to_int(value)
+    except FailoverInputError as err:
+        raise AnsibleFilterError(f"rehab.scale.lsn_int: {err}") from err
+
+
+class FilterModule:
+    def filters(self):
+        return {"pg_nodes": pg_nodes, "lsn_int": lsn_int}

@@ -1,0 +1,240 @@
+#!/usr/bin/python
+# Copyright: rehab-scale maintainers
+# Apache License 2.0 (see LICENSE)
+
+DOCUMENTATION = r"""
+module: pg_failover_check
+short_description: Decide whether a PostgreSQL replica can be promoted safely, and which one
+version_added: 0.1.0
+description:
+  - Connects to every node given and reports, for each, whether it is reachable, primary or replica,
+    its timeline, current, received and replayed LSN, and replay delay.
+  - Returns the primary (or null), every node accepting writes (more than one means split brain),
+    the replicas ranked for promotion (highest received LSN, then replayed LSN, then priority), the
+    recommended one, whether promoting it is safe, and one reason per rule that decided.
+  - In O(mode=failover) it is unsafe while any node still accepts writes; in O(mode=switchover) the
+    primary must be healthy and the candidate fully caught up; it is unsafe when the best candidate
+    lags past O(max_lag_bytes), and on split brain.
+  - With synchronous replication (O(sync_standbys), O(sync_num)) it is safe only when enough sync
+    standbys are reachable that the recommended one certainly holds every acknowledged commit.
+  - Read-only; never changes anything.
+options:
+  nodes:
+    description: The PostgreSQL nodes to probe.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Node name used in the result (the inventory hostname).
+        type: str
+        required: true
+      host:
+        description: Address to connect to.
+        type: str
+        required: true
+      port:
+        description: PostgreSQL port.
+        type: int
+        default: 5432
+      priority:
+        description: Tie-breaker between equally advanced replicas; higher is preferred.
+        type: int
+        default: 100
+  login_user:
+    description: Role to connect as; needs C(pg_monitor) or superuser.
+    type: str
+    default: postgres
+  login_password:
+    description: Its password.
+    type: str
+  login_db:
+    description: Database to connect to.
+    type: str
+    default: postgres
+  connect_timeout:
+    description: Seconds to wait for each node before calling it unreachable.
+    type: int
+    default: 3
+  mode:
+    description: C(failover) when the primary is lost, C(switchover) for a planned change.
+    type: str
+    choices: [failover, switchover]
+    default: failover
+  max_lag_bytes:
+    description: Largest lag (unreceived plus unreplayed WAL) of the best candidate that is still safe.
+    type: int
+    default: 16777216
+  sync_standbys:
+    description: Names of the synchronous standbys (from C(synchronous_standby_names)); empty when asynchronous.
+    type: list
+    elements: str
+    default: []
+  sync_num:
+    description: The quorum k of C(ANY k (...)).
+    type: int
+    default: 1
+requirements:
+  - psycopg2 on the host the module runs on
+attributes:
+  check_mode:
+    support: full
+    details: Read-only; check mode returns the same result.
+  diff_mode:
+    support: none
+author:
+  - rehab-scale maintainers
+"""
+
+EXAMPLES = r"""
+- name: Is it safe to fail over, and to whom?
+  rehab.scale.pg_failover_check:
+    nodes:
+      - {name: pg1, host: 10.0.1.21}
+      - {name: pg2, host: 10.0.1.22}
+      - {name: pg3, host: 10.0.1.23}
+    login_user: rehab_monitor
+    login_password: "{{ vault_pg_monitor_password }}"
+    mode: failover
+    sync_standbys: [pg2, pg3]
+  register: check
+  delegate_to: localhost
+
+- name: Refuse when unsafe
+  ansible.builtin.assert:
+    that: check.safe_to_promote
+    fail_msg: "{{ check.reasons | join('; ') }}"
+"""
+
+RETURN = r"""
+nodes:
+  description: What was seen on each node.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "pg2", "reachable": true, "role": "replica", "timeline": 1, "current_lsn": null,
+            "received_lsn": "0/3000148", "replayed_lsn": "0/3000148", "replay_delay_seconds": 0.4,
+            "priority": 100, "error": null}]
+primary:
+  description: The one node accepting writes, null when none or more than one.
+  returned: always
+  type: str
+  sample: pg1
+primaries:
+  description: Every reachable node accepting writes; more than one means split brain.
+  returned: always
+  type: list
+  elements: str
+  sample: ["pg1"]
+split_brain:
+  description: More than one node accepts writes.
+  returned: always
+  type: bool
+  sample: false
+candidates:
+  description:
+    - Reachable replicas in promotion order, each with name, received_lsn, replayed_lsn, timeline,
+      priority, lag_bytes, unreceived_bytes, unreplayed_bytes and replay_delay_seconds.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "pg2", "lag_bytes": 0}]
+recommended:
+  description: The replica to promote (the first candidate), null when there is none.
+  returned: always
+  type: str
+  sample: pg2
+safe_to_promote:
+  description: Every rule allows promoting RV(recommended) now.
+  returned: always
+  type: bool
+  sample: true
+mode:
+  description: The mode the rules were applied for.
+  returned: always
+  type: str
+  sample: failover
+reasons:
+  description: One human-readable line per rule that decided, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["unreachable: pg1", "best candidate pg2: ...", "safe to promote pg2 (failover)"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import (
+    MODES,
+    FailoverInputError,
+    decide,
+    probe,
+    report,
+)
+
+try:
+    import psycopg2
+
+    HAS_PSYCOPG2 = True
+except ImportError:  # pragma: no cover - depends on the host
+    HAS_PSYCOPG2 = False
+
+ARGUMENT_SPEC = {
+    "nodes": {
+        "type": "list",
+        "elements": "dict",
+        "required": True,
+        "options": {
+            "name": {"type": "str", "required": True},
+            "host": {"type": "str", "required": True},
+            "port": {"type": "int", "default": 5432},
+            "priority": {"type": "int", "default": 100},
+        },
+    },
+    "login_user": {"type": "str", "default": "postgres"},
+    "login_password": {"type": "str", "no_log": True},
+    "login_db": {"type": "str", "default": "postgres"},
+    "connect_timeout": {"type": "int", "default": 3},
+    "mode": {"type": "str", "choices": list(MODES), "default": "failover"},
+    "max_lag_bytes": {"type": "int", "default": 16 * 1024 * 1024},
+    "sync_standbys": {"type": "list", "elements": "str", "default": []},
+    "sync_num": {"type": "int", "default": 1},
+}
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"))
+    params = module.params
+
+    def connect(host, port, connect_timeout):
+        conn = psycopg2.connect(
+            host=host,
+            port=port,
+            dbname=params["login_db"],
+            user=params["login_user"],
+            password=params["login_password"],
+            connect_timeout=connect_timeout,
+            application_name="rehab-failover-check",
+        )
+        conn.autocommit = True
+        return conn
+
+    # Read-only in both modes: check mode probes and decides exactly the same way.
+    nodes = [probe(spec, connect, params["connect_timeout"]) for spec in params["nodes"]]
+    try:
+        decision = decide(
+            nodes,
+            mode=params["mode"],
+            max_lag_bytes=params["max_lag_bytes"],
+            sync_standbys=params["sync_standbys"],
+            sync_num=params["sync_num"],
+        )
+    except FailoverInputError as err:
+        module.fail_json(msg=str(err))
+    module.exit_json(changed=False, nodes=[report(n) for n in nodes], **decision)
+
+
+if __name__ == "__main__":
+    main()
