@@ -14,7 +14,6 @@ with playbooks/rejoin.yml. Traffic goes only to the scenario's own containers.
 """
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -26,28 +25,14 @@ from pathlib import Path
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from rehab_testlib import LAB_DB_PASSWORD as PASSWORD  # noqa: E402
+from rehab_testlib import AckedWriter as Writer  # noqa: E402
+from rehab_testlib import container_address as address  # noqa: E402
+from rehab_testlib import psql as sql  # noqa: E402
+from rehab_testlib import run_playbook  # noqa: E402
+
 NODES = ["pgf-1", "pgf-2", "pgf-3"]
-PASSWORD = "lab-db-password-not-secret"
-
-
-def sql(node, query, db="rehab"):
-    out = subprocess.run(
-        ["docker", "exec", node, "runuser", "-u", "postgres", "--", "psql", "-d", db, "-Atc", query],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
-def address(node):
-    return subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
 
 
 def running(node):
@@ -93,34 +78,7 @@ def inventory(primary, directory):
 
 
 def playbook(inv, name, *extra):
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(inv), str(ROOT / "playbooks" / name), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-
-
-class Writer(threading.Thread):
-    def __init__(self, host, first_id):
-        super().__init__(daemon=True)
-        self.host, self.next_id, self.acked, self.stop, self.error = host, first_id, [], threading.Event(), None
-
-    def run(self):
-        try:
-            conn = psycopg2.connect(host=self.host, dbname="rehab", user="rehab", password=PASSWORD, connect_timeout=3)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                while not self.stop.is_set():
-                    cur.execute("INSERT INTO acked_writes (id) VALUES (%s)", (self.next_id,))
-                    self.acked.append(self.next_id)
-                    self.next_id += 1
-        except psycopg2.Error as exc:
-            self.error = exc
+    return run_playbook(ROOT / "playbooks" / name, *extra, inventory=inv)
 
 
 def first_write_after(start, hosts, first_id, deadline):

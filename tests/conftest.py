@@ -1,8 +1,9 @@
-"""Make the collection importable as ansible_collections.rehab.scale (collections/ links to the repo)."""
+"""Make the collection importable as ansible_collections.rehab.scale, and the shared test helpers."""
 
 import sys
 from pathlib import Path
 
-COLLECTIONS = Path(__file__).resolve().parent.parent / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
+HERE = Path(__file__).resolve().parent
+for path in (HERE.parent / "collections", HERE):  # the collection, and rehab_testlib
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))

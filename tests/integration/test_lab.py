@@ -1,12 +1,12 @@
 """The lab lifecycle (playbooks/lab.yml) on this machine's Docker engine: up, again, status, down."""
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from rehab_testlib import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK = "rehab-itest-lab"
@@ -34,28 +34,11 @@ def inventory(tmp_path_factory):
 
 
 def lab(inventory, action):
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+    json_output = {
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json",
     }
-    out = subprocess.run(
-        [
-            str(ROOT / ".venv/bin/ansible-playbook"),
-            "-i",
-            str(inventory),
-            str(ROOT / "playbooks/lab.yml"),
-            "-e",
-            f"lab_action={action}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    out = run_playbook(ROOT / "playbooks/lab.yml", "-e", f"lab_action={action}", inventory=inventory, env=json_output)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     return json.loads(out.stdout)["stats"]["localhost"]
 

@@ -6,8 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from rehab_testlib import run_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
+JSON_OUTPUT = {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json"}
 ENV = {
     **os.environ,
     "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
@@ -49,16 +51,8 @@ PLAYBOOK = """
 def play(tmp_path_factory):
     book = tmp_path_factory.mktemp("play") / "shards.yml"
     book.write_text(PLAYBOOK)
-    out = subprocess.run(
-        # The implicit localhost runs modules with the controller's Python.
-        [str(ROOT / ".venv/bin/ansible-playbook"), str(book)],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # The implicit localhost runs modules with the controller's Python.
+    out = run_playbook(book, env=JSON_OUTPUT, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     tasks = json.loads(out.stdout)["plays"][0]["tasks"]
     return {t["task"]["name"]: t["hosts"]["localhost"] for t in tasks}

@@ -9,60 +9,29 @@ rejoin brings the old primary back as a replica. Traffic stays on the scenario's
 
 import os
 import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(ROOT / "tests"))
+from rehab_testlib import AckedWriter as Writer  # noqa: E402
+from rehab_testlib import container_address as address  # noqa: E402
+from rehab_testlib import psql as sql  # noqa: E402
+from rehab_testlib import run_playbook  # noqa: E402
+
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
-NODES = ["pgf-1", "pgf-2", "pgf-3"]
-DB_PASSWORD = "lab-db-password-not-secret"
 STATE = {}  # shared by the ordered tests below: they drive the cluster from the controller, once
-
-
-def sql(node, query, db="rehab"):
-    out = subprocess.run(
-        ["docker", "exec", node, "runuser", "-u", "postgres", "--", "psql", "-d", db, "-Atc", query],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, f"{node}: {query}: {out.stderr}"
-    return out.stdout.strip()
 
 
 def in_recovery(node):
     return sql(node, "select pg_is_in_recovery()") == "t"
 
 
-def address(node):
-    out = subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
 def playbook(name, *extra):
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    started = time.monotonic()
-    out = subprocess.run(
-        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(INVENTORY), str(ROOT / "playbooks" / name), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    out.seconds = time.monotonic() - started
-    return out
+    return run_playbook(ROOT / "playbooks" / name, *extra, inventory=INVENTORY)
 
 
 def wait_for(predicate, timeout=60, what="condition"):
@@ -72,28 +41,6 @@ def wait_for(predicate, timeout=60, what="condition"):
             return
         time.sleep(0.5)
     pytest.fail(f"timed out waiting for {what}")
-
-
-class Writer(threading.Thread):
-    """Commits numbered rows; records each one the server acknowledged."""
-
-    def __init__(self, host, start=1):
-        super().__init__(daemon=True)
-        self.host, self.next_id, self.acked, self.stop, self.error = host, start, [], threading.Event(), None
-
-    def run(self):
-        try:
-            conn = psycopg2.connect(
-                host=self.host, dbname="rehab", user="rehab", password=DB_PASSWORD, connect_timeout=3
-            )
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                while not self.stop.is_set():
-                    cur.execute("INSERT INTO acked_writes (id) VALUES (%s)", (self.next_id,))
-                    self.acked.append(self.next_id)  # only after COMMIT returned: acknowledged
-                    self.next_id += 1
-        except psycopg2.Error as exc:
-            self.error = exc
 
 
 def test_replicas_stream_synchronously():

@@ -2,11 +2,15 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(ROOT / "tests"))
+from rehab_testlib import run_playbook  # noqa: E402
+
 HOSTS = {"app": "p1-app1", "pg_primary": "p1-pg1", "redis": "p1-redis1", "monitoring": "p1-mon1"}
 WATCHED = {
     "p1-pg1": "/etc/postgresql/15/main/conf.d/10-rehab.conf",
@@ -37,16 +41,7 @@ def state():
 
 
 def run_phase1(inv, *extra):
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(inv), str(ROOT / "playbooks/phase1.yml"), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_playbook(ROOT / "playbooks/phase1.yml", *extra, inventory=inv, timeout=300)
 
 
 @pytest.fixture
