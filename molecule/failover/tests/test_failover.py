@@ -23,6 +23,7 @@ from rehab_testlib import psql as sql  # noqa: E402
 from rehab_testlib import run_playbook  # noqa: E402
 
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
+NODES = ["pgf-1", "pgf-2", "pgf-3"]
 STATE = {}  # shared by the ordered tests below: they drive the cluster from the controller, once
 
 
@@ -87,7 +88,7 @@ def test_failover_refused_while_primary_healthy():
 
 
 def test_primary_killed_under_write_load():
-    writer = Writer(address("pgf-1"), start=1)
+    writer = Writer(address("pgf-1"), first_id=1)
     writer.start()
     wait_for(lambda: len(writer.acked) >= 200, what="200 acknowledged writes")
     # Replay paused on both replicas (WAL still arrives and is flushed, so commits are still
@@ -156,7 +157,7 @@ def test_other_replica_follows_new_timeline():
 
 
 def test_writer_resumes_on_new_primary():
-    writer = Writer(address(STATE["primary"]), start=STATE["next_id"])
+    writer = Writer(address(STATE["primary"]), first_id=STATE["next_id"])
     writer.start()
     wait_for(lambda: len(writer.acked) >= 50, what="writes on the new primary")
     writer.stop.set()
@@ -218,3 +219,95 @@ def test_switchover_back_to_pgf1_loses_nothing():
             what=f"{node} to stream from pgf-1",
         )
     sql("pgf-1", f"insert into acked_writes (id) values ({STATE['last_id'] + 2})")  # sync: a standby confirms
+
+
+def test_adding_a_replica_touches_no_other_node(tmp_path):
+    """A fourth node listed under pg_replicas is built; the others are only reloaded, never restarted."""
+    new = "pgf-4"
+    subprocess.run(["docker", "rm", "-f", new], capture_output=True, check=False)
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            new,
+            "--hostname",
+            new,
+            "--network",
+            "rehab-molecule-failover",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cgroupns",
+            "host",
+            "-v",
+            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            "--tmpfs",
+            "/tmp",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "apparmor=unconfined",
+            "rehab-scale/lab-base:bookworm",
+            "/lib/systemd/systemd",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        wait_for(
+            lambda: (
+                subprocess.run(
+                    ["docker", "exec", new, "systemctl", "is-system-running"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.strip()
+                in ("running", "degraded")
+            ),
+            what=f"{new} to boot",
+        )
+        started = {n: sql(n, "select pg_postmaster_start_time()", db="postgres") for n in NODES}
+        hosts = [
+            "all:",
+            "  vars:",
+            "    ansible_connection: community.docker.docker",
+            "  children:",
+            "    postgresql:",
+            "      children:",
+            "        pg_primary:",
+            "          hosts:",
+            "            pgf-1:",
+            "        pg_replicas:",
+            "          hosts:",
+            "            pgf-2:",
+            "            pgf-3:",
+            f"            {new}:",
+        ]
+        (tmp_path / "hosts.yml").write_text("\n".join(hosts) + "\n")
+        (tmp_path / "group_vars").symlink_to(ROOT / "inventories/lab/group_vars")
+        out = run_playbook(
+            Path(__file__).resolve().parent.parent / "converge.yml",
+            "-e",
+            "postgresql_synchronous=true",
+            inventory=tmp_path,
+        )
+        assert out.returncode == 0, out.stdout[-4000:]
+        assert in_recovery(new)
+        wait_for(
+            lambda: (
+                sql("pgf-1", "select state from pg_stat_replication where application_name = 'pgf_4'") == "streaming"
+            ),
+            what=f"{new} to stream",
+        )
+        assert sql(new, f"select count(*) from acked_writes where id = {STATE['last_id'] + 2}") == "1"
+        # The existing nodes were reloaded at most (pg_hba, synchronous list), never restarted or rebuilt.
+        assert {n: sql(n, "select pg_postmaster_start_time()", db="postgres") for n in NODES} == started
+    finally:
+        subprocess.run(["docker", "rm", "-f", new], capture_output=True, check=False)
