@@ -30,7 +30,7 @@ from rehab_testlib import LAB_DB_PASSWORD as PASSWORD  # noqa: E402
 from rehab_testlib import AckedWriter as Writer  # noqa: E402
 from rehab_testlib import container_address as address  # noqa: E402
 from rehab_testlib import psql as sql  # noqa: E402
-from rehab_testlib import run_playbook  # noqa: E402
+from rehab_testlib import run_playbook, wait_booted, write_pg_inventory  # noqa: E402
 
 NODES = ["pgf-1", "pgf-2", "pgf-3"]
 
@@ -52,29 +52,7 @@ def primary_now():
 def inventory(primary, directory):
     """An inventory whose groups match the cluster as it is now (as on-call would update it)."""
     replicas = [n for n in NODES if n != primary]
-    lines = [
-        "all:",
-        "  vars:",
-        "    ansible_connection: community.docker.docker",
-        "  children:",
-        "    postgresql:",
-        "      children:",
-        "        pg_primary:",
-        "          hosts:",
-        f"            {primary}:",
-        "        pg_replicas:",
-        "          hosts:",
-        *[f"            {r}:" for r in replicas],
-    ]
-    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
-    for name, target in (
-        ("group_vars", ROOT / "inventories/lab/group_vars"),
-        ("host_vars", ROOT / "molecule/failover/host_vars"),
-    ):
-        link = directory / name
-        if not link.exists():
-            link.symlink_to(target)
-    return directory
+    return write_pg_inventory(directory, primary, replicas, host_vars=ROOT / "molecule/failover/host_vars")
 
 
 def playbook(inv, name, *extra):
@@ -146,13 +124,8 @@ def cycle(run, next_id, workdir):
         "where not exists (select 1 from acked_writes w where w.id = a.id)",
     )
     subprocess.run(["docker", "start", primary], check=True, capture_output=True)
-    for _ in range(60):
-        state = subprocess.run(
-            ["docker", "exec", primary, "systemctl", "is-system-running"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if state in ("running", "degraded"):
-            break
-        time.sleep(1)
+    if not wait_booted(primary):
+        sys.exit(f"run {run}: {primary} did not boot")
     rejoin = playbook(inventory(new_primary, workdir), "rejoin.yml", "-e", f"rejoin_host={primary}")
     if rejoin.returncode != 0:
         sys.exit(f"run {run}: rejoin.yml failed:\n{rejoin.stdout[-3000:]}")

@@ -81,3 +81,48 @@ class AckedWriter(threading.Thread):
                     self.next_id += 1
         except psycopg2.Error as exc:
             self.error = exc
+
+
+def write_pg_inventory(directory, primary, replicas, host_vars=None):
+    """An inventory of lab containers in the PostgreSQL groups, with the lab's group_vars.
+
+    ``directory`` receives hosts.yml plus links to inventories/lab/group_vars and, when given,
+    to a host_vars directory. Returns ``directory`` for use as ``-i``.
+    """
+    directory = Path(directory)
+    lines = [
+        "all:",
+        "  vars:",
+        "    ansible_connection: community.docker.docker",
+        "  children:",
+        "    postgresql:",
+        "      children:",
+        "        pg_primary:",
+        "          hosts:",
+        f"            {primary}:",
+        "        pg_replicas:",
+        "          hosts:",
+        *[f"            {replica}:" for replica in replicas],
+    ]
+    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
+    links = {"group_vars": ROOT / "inventories/lab/group_vars"}
+    if host_vars is not None:
+        links["host_vars"] = Path(host_vars)
+    for name, target in links.items():
+        link = directory / name
+        if not link.exists():
+            link.symlink_to(target)
+    return directory
+
+
+def wait_booted(node, timeout=60):
+    """Wait until systemd in a lab container has finished booting; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = subprocess.run(
+            ["docker", "exec", node, "systemctl", "is-system-running"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if state in ("running", "degraded"):
+            return True
+        time.sleep(1)
+    return False

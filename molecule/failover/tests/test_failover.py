@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import AckedWriter as Writer  # noqa: E402
 from rehab_testlib import container_address as address  # noqa: E402
 from rehab_testlib import psql as sql  # noqa: E402
-from rehab_testlib import run_playbook  # noqa: E402
+from rehab_testlib import run_playbook, wait_booted, write_pg_inventory  # noqa: E402
 
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
 NODES = ["pgf-1", "pgf-2", "pgf-3"]
@@ -171,18 +171,7 @@ def test_writer_resumes_on_new_primary():
 
 def test_rejoin_old_primary_as_replica():
     subprocess.run(["docker", "start", "pgf-1"], check=True, capture_output=True)
-    wait_for(
-        lambda: (
-            subprocess.run(
-                ["docker", "exec", "pgf-1", "systemctl", "is-system-running"],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.strip()
-            in ("running", "degraded")
-        ),
-        what="pgf-1 to boot",
-    )
+    assert wait_booted("pgf-1"), "pgf-1 did not boot"
     out = playbook("rejoin.yml", "-e", "rejoin_host=pgf-1")
     assert out.returncode == 0, out.stdout[-4000:]
     assert in_recovery("pgf-1")
@@ -261,37 +250,9 @@ def test_adding_a_replica_touches_no_other_node(tmp_path):
         capture_output=True,
     )
     try:
-        wait_for(
-            lambda: (
-                subprocess.run(
-                    ["docker", "exec", new, "systemctl", "is-system-running"],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                ).stdout.strip()
-                in ("running", "degraded")
-            ),
-            what=f"{new} to boot",
-        )
+        assert wait_booted(new), f"{new} did not boot"
         started = {n: sql(n, "select pg_postmaster_start_time()", db="postgres") for n in NODES}
-        hosts = [
-            "all:",
-            "  vars:",
-            "    ansible_connection: community.docker.docker",
-            "  children:",
-            "    postgresql:",
-            "      children:",
-            "        pg_primary:",
-            "          hosts:",
-            "            pgf-1:",
-            "        pg_replicas:",
-            "          hosts:",
-            "            pgf-2:",
-            "            pgf-3:",
-            f"            {new}:",
-        ]
-        (tmp_path / "hosts.yml").write_text("\n".join(hosts) + "\n")
-        (tmp_path / "group_vars").symlink_to(ROOT / "inventories/lab/group_vars")
+        write_pg_inventory(tmp_path, "pgf-1", ["pgf-2", "pgf-3", new])
         out = run_playbook(
             Path(__file__).resolve().parent.parent / "converge.yml",
             "-e",
