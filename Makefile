@@ -6,15 +6,16 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PHASE ?= phase1
+PHASE ?= phase2
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-LAB_INVENTORY := inventories/lab
+# The lab's shape follows the phase: inventories/lab (Phase 2, the default) or inventories/lab-phase1.
+LAB_INVENTORY ?= $(if $(filter phase1,$(PHASE)),inventories/lab-phase1,inventories/lab)
 # Per-role scenarios first (fast feedback), the full phase last.
-SCENARIOS ?= postgresql redis app nginx monitoring phase1 failover
+SCENARIOS ?= postgresql redis haproxy app nginx monitoring phase1 failover phase2
 
 # Copies of this collection that tools installed elsewhere (Molecule's prerun did) shadow the
 # working tree; only the link in collections/ may provide rehab.scale.
@@ -27,6 +28,7 @@ help:
 	@echo "make test        lint, unit and integration tests, Molecule scenarios ($(SCENARIOS))"
 	@echo "make lab-status  show the lab containers;  make lab-down  remove them"
 	@echo "make deploy PHASE=phase1   re-run a phase playbook against the running lab"
+	@echo "make lab PHASE=phase1 then make lab   deploy Phase 1, then upgrade it in place to Phase 2"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +59,13 @@ deploy: venv
 lab: lab-up deploy
 	@echo
 	@echo "rehab-agi ($(PHASE)) is up on the lab:"
+ifeq ($(PHASE),phase1)
 	@echo "  app (through nginx): http://127.0.0.1:8080/api/agi/health"
+else
+	@echo "  app (through HAProxy, 3 servers): http://127.0.0.1:8080/api/agi/health"
+	@echo "  HAProxy statistics:  http://127.0.0.1:8404/stats  (user admin, password in inventories/lab/group_vars/all/vault.yml)"
+	@echo "  Alertmanager:        http://127.0.0.1:9093"
+endif
 	@echo "  readiness:           http://127.0.0.1:8080/api/agi/health/ready"
 	@echo "  Prometheus:          http://127.0.0.1:9090/targets"
 	@echo "Tear it down with:    make lab-down"

@@ -126,3 +126,84 @@ def wait_booted(node, timeout=60):
             return True
         time.sleep(1)
     return False
+
+
+def docker_exec(node, *command, timeout=60):
+    """Run a command in a lab container; return the CompletedProcess (text)."""
+    return subprocess.run(
+        ["docker", "exec", node, *command], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+HAPROXY_SOCKET_CLIENT = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.connect(sys.argv[1])\n"
+    "s.sendall(sys.argv[2].encode() + b'\\n')\n"
+    "print(s.makefile().read())\n"
+)
+
+
+def haproxy_command(lb, command, socket_path="/run/haproxy/admin.sock"):
+    """One command on HAProxy's runtime API inside the balancer container; returns its output."""
+    out = docker_exec(lb, "python3", "-c", HAPROXY_SOCKET_CLIENT, socket_path, command)
+    if out.returncode != 0:
+        raise AssertionError(f"{lb}: {command}: {out.stderr}")
+    return out.stdout
+
+
+def haproxy_status(lb, backend="rehab_agi"):
+    """{server: status} of a backend as HAProxy sees it (UP, DOWN, MAINT, DRAIN, ...)."""
+    lines = haproxy_command(lb, "show stat").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    statuses = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
+            statuses[row["svname"]] = row["status"]
+    return statuses
+
+
+class HttpLoad(threading.Thread):
+    """GETs ``url`` in a loop until stopped; counts answers by status and by X-Served-By."""
+
+    def __init__(self, url, timeout=5.0):
+        super().__init__(daemon=True)
+        self.url, self.timeout = url, timeout
+        self.by_status, self.by_server, self.errors = {}, {}, []
+        self.stop = threading.Event()
+
+    def run(self):
+        import urllib.error  # noqa: PLC0415
+        import urllib.request  # noqa: PLC0415
+
+        while not self.stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=self.timeout) as response:  # noqa: S310 - lab URL
+                    status, server = response.status, response.headers.get("X-Served-By", "?")
+                    response.read()
+            except urllib.error.HTTPError as exc:
+                status, server = exc.code, exc.headers.get("X-Served-By", "?")
+            except OSError as exc:
+                status, server = 0, "?"
+                self.errors.append(repr(exc))
+            self.by_status[status] = self.by_status.get(status, 0) + 1
+            self.by_server[server] = self.by_server.get(server, 0) + 1
+
+    @property
+    def failed(self):
+        return sum(n for status, n in self.by_status.items() if status != 200)
+
+    @property
+    def total(self):
+        return sum(self.by_status.values())
+
+
+def wait_for(predicate, timeout=60, what="condition", interval=0.5):
+    """Poll ``predicate`` until it is truthy; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -27,5 +27,21 @@ def test_targets_up(host):
             break
         time.sleep(3)
     # No host in `app` here: the rehab-agi job is left out rather than scraping nothing.
-    assert set(health) == {("prometheus", "localhost:9090"), ("node", "mon-role1"), ("node", "mon-node1")}
+    assert set(health) == {
+        ("prometheus", "localhost:9090"),
+        ("node", "mon-role1"),
+        ("node", "mon-node1"),
+        ("alertmanager", "mon-role1"),
+    }
     assert set(health.values()) == {"up"}
+
+
+def test_alert_rules_loaded_and_sent_to_alertmanager(host):
+    assert host.run("promtool check rules /etc/prometheus/rules/rehab-alerts.yml").rc == 0
+    rules = json.loads(host.check_output("curl -s http://127.0.0.1:9090/api/v1/rules"))["data"]["groups"]
+    alerts = {r["name"] for g in rules for r in g["rules"] if r["type"] == "alerting"}
+    assert {"HostCpuHigh", "HostMemoryHigh", "HostDiskHigh", "ReplicaDown", "RedisClusterNotOk"} <= alerts
+    assert host.service("prometheus-alertmanager").is_running
+    assert host.run("amtool check-config /etc/prometheus/alertmanager.yml").rc == 0
+    managers = json.loads(host.check_output("curl -s http://127.0.0.1:9090/api/v1/alertmanagers"))
+    assert [a["url"] for a in managers["data"]["activeAlertmanagers"]] == ["http://127.0.0.1:9093/api/v2/alerts"]

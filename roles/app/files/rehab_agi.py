@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 
 LOG = logging.getLogger("rehab-agi")
 
@@ -176,8 +178,25 @@ class Database:
 
 
 class Cache:
+    """Read-through cache. The client is built on first use, so the service starts (and reports
+    itself unready) while Redis or the cluster is not reachable yet, then recovers on its own."""
+
+    ERRORS = (redis.RedisError, RedisClusterException)
+
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self):
+        config = self.config
         common = {
             "username": config.redis_user,
             "password": config.redis_password,
@@ -187,10 +206,9 @@ class Cache:
         }
         if config.redis_cluster:
             nodes = [ClusterNode(*self._split(n)) for n in config.redis_nodes]
-            self.client = RedisCluster(startup_nodes=nodes, **common)
-        else:
-            host, port = self._split(config.redis_nodes[0])
-            self.client = redis.Redis(host=host, port=port, **common)
+            return RedisCluster(startup_nodes=nodes, **common)
+        host, port = self._split(config.redis_nodes[0])
+        return redis.Redis(host=host, port=port, **common)
 
     @staticmethod
     def _split(node: str) -> tuple[str, int]:
@@ -204,7 +222,7 @@ class Cache:
     def get(self, beneficiary_id: int) -> dict | None:
         try:
             raw = self.client.get(self.key(beneficiary_id))
-        except redis.RedisError as exc:
+        except self.ERRORS as exc:
             LOG.warning("cache read failed: %s", exc)
             return None
         return json.loads(raw) if raw else None
@@ -212,13 +230,13 @@ class Cache:
     def put(self, beneficiary_id: int, row: dict) -> None:
         try:
             self.client.set(self.key(beneficiary_id), json.dumps(row, default=str), ex=self.config.cache_ttl)
-        except redis.RedisError as exc:
+        except self.ERRORS as exc:
             LOG.warning("cache write failed: %s", exc)
 
     def check(self) -> str | None:
         try:
             self.client.ping()
-        except redis.RedisError as exc:
+        except self.ERRORS as exc:
             return str(exc) or type(exc).__name__
         return None
 
@@ -279,6 +297,9 @@ def _jsonable(row: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
 
+SERVED_BY = socket.gethostname()
+
+
 def route_of(path: str) -> str:
     if BENEFICIARY_PATH.match(path):
         return "/api/agi/beneficiaries/{id}"
@@ -299,6 +320,8 @@ def make_handler(app: App):
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            # Which app server answered: lets a client behind a balancer see the spread.
+            self.send_header("X-Served-By", SERVED_BY)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Benchmarks of the Phase 2 balancer on the lab (`make lab` first: inventories/lab, Phase 2).
+
+    .venv/bin/python benchmarks/phase2.py throughput [--duration 20 --connections 32]
+    .venv/bin/python benchmarks/phase2.py dead-server [--runs 5]
+    .venv/bin/python benchmarks/phase2.py rolling
+
+throughput   wrk (Debian's, installed in lab-mon1 on first use) against one app server directly
+             (lab-app1's nginx) and through HAProxy (lab-lb1), same run, same URL (a cached
+             beneficiary read), same load; prints requests/s, average and p99 latency, and the ratio.
+dead-server  under steady load, stop rehab-agi on lab-app2 (refused) or freeze it (hung, SIGSTOP) and
+             time until HAProxy marks it DOWN; counts failed requests; mends it and waits until UP
+             again. Repeated --runs times for each fault.
+rolling      under steady load, run playbooks/phase2.yml with a changed app setting, so every app
+             server restarts one at a time (drain, restart, ready, enable); counts failed requests.
+
+Traffic goes only to the lab's own containers.
+"""
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from rehab_testlib import HttpLoad, container_address, docker_exec, haproxy_status, run_playbook  # noqa: E402
+
+LB, CLIENT, DIRECT, VICTIM = "lab-lb1", "lab-mon1", "lab-app1", "lab-app2"
+
+
+def beneficiary_url(base):
+    req = urllib.request.Request(  # noqa: S310 - lab URL
+        f"{base}/api/agi/beneficiaries",
+        data=json.dumps({"name": "Benchmark", "program": "wrk"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+        created = json.loads(response.read())
+    return f"/api/agi/beneficiaries/{created['id']}"
+
+
+def wrk(url, duration, connections, threads):
+    out = docker_exec(
+        CLIENT, "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url, timeout=duration + 60
+    )
+    if out.returncode != 0:
+        raise SystemExit(out.stdout + out.stderr)
+    text = out.stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    avg = re.search(r"Latency\s+([\d.]+)(us|ms|s)", text)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {
+        "rps": rate,
+        "avg_ms": float(avg.group(1)) * scale[avg.group(2)],
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)],
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def throughput(args):
+    if docker_exec(CLIENT, "sh", "-c", "command -v wrk").returncode != 0:
+        docker_exec(CLIENT, "apt-get", "install", "-y", "-q", "wrk", timeout=300)
+    path = beneficiary_url(f"http://{container_address(LB)}")
+    results = {}
+    for name, host in (("direct (lab-app1 nginx)", DIRECT), ("through HAProxy (lab-lb1)", LB)):
+        url = f"http://{host}{path}"
+        wrk(url, 3, args.connections, args.threads)  # warm-up: cache filled, connections opened
+        results[name] = wrk(url, args.duration, args.connections, args.threads)
+    for name, r in results.items():
+        latency = f"avg {r['avg_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms"
+        print(f"{name:28s} {r['rps']:8.0f} req/s  {latency}  non-2xx {r['non_2xx']}")
+    direct, balanced = results.values()
+    print(f"ratio HAProxy/direct: throughput {balanced['rps'] / direct['rps']:.2f}x, "
+          f"average latency {balanced['avg_ms'] / direct['avg_ms']:.2f}x")  # fmt: skip
+
+
+FAULTS = {
+    # refused: rehab-agi stopped, nginx answers 502 at once. hung: the process frozen (SIGSTOP),
+    # every check times out. (A SIGKILL is not a fault here: systemd restarts the service at once.)
+    "refused": (("systemctl", "stop", "--no-block", "rehab-agi"), ("systemctl", "start", "rehab-agi")),
+    "hung": (
+        ("systemctl", "kill", "--signal=SIGSTOP", "rehab-agi"),
+        ("systemctl", "kill", "--signal=SIGCONT", "rehab-agi"),
+    ),
+}
+
+
+def dead_server(args):
+    base = f"http://{container_address(LB)}"
+    load = HttpLoad(base + beneficiary_url(base))
+    load.start()
+    times = {fault: [] for fault in FAULTS}
+    try:
+        for _ in range(args.runs):
+            for fault, (break_it, mend_it) in FAULTS.items():
+                time.sleep(2)
+                broken = time.monotonic()
+                docker_exec(VICTIM, *break_it)
+                while not haproxy_status(LB)[VICTIM].startswith("DOWN"):
+                    if time.monotonic() - broken > 15:
+                        raise SystemExit(f"{VICTIM} still in the pool after 15 s: {haproxy_status(LB)}")
+                    time.sleep(0.05)
+                times[fault].append(time.monotonic() - broken)
+                docker_exec(VICTIM, *mend_it)
+                while haproxy_status(LB)[VICTIM] != "UP":
+                    time.sleep(0.2)
+    finally:
+        load.stop.set()
+        load.join()
+    for fault, seconds in times.items():
+        each = ", ".join(f"{t:.2f}" for t in seconds)
+        median, worst = statistics.median(seconds), max(seconds)
+        print(f"{fault:8s} server out of the pool: median {median:.2f} s, worst {worst:.2f} s ({each})")
+    print(f"requests: {load.total}, failed: {load.failed} {load.by_status}")
+
+
+def rolling(args):
+    base = f"http://{container_address(LB)}"
+    current = docker_exec(DIRECT, "grep", "REHAB_AGI_LOG_LEVEL", "/etc/rehab-agi/rehab-agi.env").stdout
+    level = "INFO" if "DEBUG" in current else "DEBUG"
+    load = HttpLoad(base + beneficiary_url(base))
+    load.start()
+    playbook, inventory = ROOT / "playbooks/phase2.yml", ROOT / "inventories/lab"
+    out = run_playbook(playbook, "-e", f"app_log_level={level}", inventory=inventory)
+    load.stop.set()
+    load.join()
+    if out.returncode != 0:
+        raise SystemExit(out.stdout[-3000:])
+    restarts = out.stdout.count("RUNNING HANDLER [rehab.scale.app : Restart the rehab-agi service]")
+    print(f"rolling update (app_log_level={level}): {restarts} servers restarted in {out.seconds:.0f} s")
+    print(f"requests: {load.total}, failed: {load.failed} {load.by_status}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--duration", type=int, default=20)
+    t.add_argument("--connections", type=int, default=32)
+    t.add_argument("--threads", type=int, default=2)
+    d = sub.add_parser("dead-server")
+    d.add_argument("--runs", type=int, default=5)
+    sub.add_parser("rolling")
+    args = parser.parse_args()
+    {"throughput": throughput, "dead-server": dead_server, "rolling": rolling}[args.what](args)
+
+
+if __name__ == "__main__":
+    subprocess.run(["docker", "info"], capture_output=True, check=True)
+    main()

@@ -1,0 +1,241 @@
+"""Phase 2 verified as a user reaches it: through HAProxy, on real PostgreSQL replicas, a real Redis
+Cluster and Prometheus. The scenario's prepare step ran Phase 1 first, so this is also the upgrade.
+
+Tests run in file order; the fault tests (a dead app server, a rolling update under load) come last
+and leave the deployment as they found it. Traffic goes only to the scenario's own containers.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(ROOT / "tests"))
+from rehab_testlib import (  # noqa: E402
+    HttpLoad,
+    container_address,
+    docker_exec,
+    haproxy_status,
+    psql,
+    run_playbook,
+    wait_for,
+)
+
+INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
+APPS = ["p2-app1", "p2-app2", "p2-app3"]
+REPLICAS = ["p2-pg2", "p2-pg3", "p2-pg4"]
+REDIS_ADMIN = "lab-redis-admin-not-secret"  # inventories/lab/group_vars/all/vault.yml (throwaway)
+STATS = ("admin", "lab-haproxy-stats-not-secret")
+ALERTS = {
+    "HostCpuHigh", "HostMemoryHigh", "HostDiskHigh", "ErrorRateHigh", "ResponseTimeHigh", "RequestQueueBuilding",
+    "CacheHitRateLow", "BackendServerDown", "BackendNoServers", "DatabaseConnectionsHigh", "ReplicationLagHigh",
+    "PostgresDown", "ReplicaDown", "PostgresSplitBrain", "RedisDown", "RedisClusterNotOk", "ScaleUpRecommended",
+    "ScaleDownPossible",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lb():
+    return f"http://{container_address('p2-lb1')}"
+
+
+def request(url, method="GET", body=None, auth=None):
+    """(status, headers, parsed JSON or text) of one request from this machine to a lab container."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - lab URL
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+            status, headers, raw = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, raw = exc.code, exc.headers, exc.read()
+    try:
+        return status, headers, json.loads(raw)
+    except ValueError:
+        return status, headers, raw.decode(errors="replace")
+
+
+def redis_cli(node, *args, port=7000):
+    out = docker_exec(node, "redis-cli", "--no-auth-warning", "-a", REDIS_ADMIN, "-p", str(port), *args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_requests_through_haproxy_reach_all_three_app_servers(lb):
+    served = {}
+    for _ in range(30):
+        status, headers, body = request(f"{lb}/api/agi/health/ready")
+        assert status == 200, body
+        served[headers["X-Served-By"]] = served.get(headers["X-Served-By"], 0) + 1
+    assert sorted(served) == APPS
+    assert min(served.values()) >= 9  # round robin: 10 each
+
+
+def test_phase1_beneficiary_survives_the_upgrade(lb):
+    assert psql("p2-pg1", "select pg_is_in_recovery()") == "f", "the Phase 1 database must stay the primary"
+    found = psql("p2-pg1", "select id from beneficiaries where name = 'Created before Phase 2'")
+    assert found, "the beneficiary created on Phase 1 is gone"
+    status, _, body = request(f"{lb}/api/agi/beneficiaries/{found.splitlines()[0]}")
+    assert status == 200
+    assert body["name"] == "Created before Phase 2"
+
+
+def test_a_write_through_the_app_is_read_back_on_every_replica(lb):
+    new = {"name": "Written in Phase 2", "program": "gait"}
+    status, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", new)
+    assert status == 201, created
+    for replica in REPLICAS:
+        assert psql(replica, "select pg_is_in_recovery()") == "t"
+        wait_for(
+            lambda r=replica: psql(r, f"select name from beneficiaries where id = {created['id']}") == created["name"],
+            10,
+            f"beneficiary {created['id']} on {replica}",
+        )
+
+
+def test_the_cache_is_shared_through_the_cluster(lb):
+    _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Cached once"})
+    caches, servers = [], set()
+    for _ in range(4):
+        status, headers, body = request(f"{lb}/api/agi/beneficiaries/{created['id']}")
+        assert status == 200 and body["name"] == "Cached once"
+        caches.append(headers["X-Cache"])
+        servers.add(headers["X-Served-By"])
+    # One miss fills the cluster; the other app servers then hit the same key.
+    assert caches == ["miss", "hit", "hit", "hit"]
+    assert len(servers) >= 3
+
+
+def test_redis_cluster_is_ok_with_every_slot_and_no_replica_beside_its_master():
+    info = dict(line.split(":", 1) for line in redis_cli("p2-app1", "cluster", "info").split() if ":" in line)
+    assert info["cluster_state"] == "ok"
+    assert info["cluster_slots_assigned"] == "16384"
+    assert info["cluster_slots_ok"] == "16384"
+    assert info["cluster_known_nodes"] == "6"
+    nodes = [line.split() for line in redis_cli("p2-app1", "cluster", "nodes").splitlines()]
+    by_id = {n[0]: n for n in nodes}
+    masters = [n for n in nodes if "master" in n[2]]
+    replicas = [n for n in nodes if "slave" in n[2]]
+    assert len(masters) == 3 and len(replicas) == 3
+    for replica in replicas:
+        master = by_id[replica[3]]
+        same_host = replica[1].split(":")[0] == master[1].split(":")[0]
+        assert not same_host, f"{replica[1]} replicates {master[1]} on its own host"
+
+
+def test_the_phase1_standalone_redis_is_retired():
+    assert docker_exec("p2-app1", "systemctl", "is-active", "redis-server").stdout.strip() == "inactive"
+    assert docker_exec("p2-app1", "systemctl", "is-enabled", "redis-server").stdout.strip() == "disabled"
+
+
+def test_the_statistics_page_needs_the_password():
+    stats = f"http://{container_address('p2-lb1')}:8404/stats"
+    assert request(stats)[0] == 401
+    assert request(stats, auth=("admin", "wrong-password-here"))[0] == 401
+    status, _, page = request(stats, auth=STATS)
+    assert status == 200 and "rehab_agi" in page
+
+
+def test_prometheus_sees_every_target_up():
+    api = f"http://{container_address('p2-mon1')}:9090/api/v1"
+
+    def all_up():
+        targets = request(f"{api}/targets")[2]["data"]["activeTargets"]
+        return targets and all(t["health"] == "up" for t in targets)
+
+    wait_for(all_up, 90, "every Prometheus target up")
+    targets = request(f"{api}/targets")[2]["data"]["activeTargets"]
+    jobs = {t["labels"]["job"] for t in targets}
+    assert jobs == {"prometheus", "node", "rehab-agi", "postgres", "redis", "haproxy", "alertmanager"}
+    assert len([t for t in targets if t["labels"]["job"] == "redis"]) == 6
+    assert len([t for t in targets if t["labels"]["job"] == "postgres"]) == 4
+
+
+def test_alert_rules_are_loaded_and_alertmanager_is_wired():
+    api = f"http://{container_address('p2-mon1')}:9090/api/v1"
+    groups = request(f"{api}/rules")[2]["data"]["groups"]
+    loaded = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
+    assert loaded >= ALERTS, sorted(ALERTS - loaded)
+    wait_for(lambda: request(f"{api}/alertmanagers")[2]["data"]["activeAlertmanagers"], 30, "an active Alertmanager")
+    assert request(f"http://{container_address('p2-mon1')}:9093/-/ready")[0] == 200
+
+
+def test_redis_cluster_state_is_exported():
+    api = f"http://{container_address('p2-mon1')}:9090/api/v1"
+    wait_for(
+        lambda: len(request(f"{api}/query?query=redis_cluster_state%3D%3D1")[2]["data"]["result"]) == 6,
+        60,
+        "redis_cluster_state 1 from all six instances",
+    )
+
+
+def test_promtool_unit_tests_pass_on_the_rendered_rules():
+    # /tmp is a tmpfs in the lab containers, where `docker cp` cannot write.
+    assert docker_exec("p2-mon1", "mkdir", "-p", "/root/promtool").returncode == 0
+    copy = subprocess.run(
+        ["docker", "cp", f"{ROOT}/tests/promtool/rehab-alerts.test.yml", "p2-mon1:/root/promtool/"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert copy.returncode == 0, copy.stderr
+    assert docker_exec("p2-mon1", "cp", "/etc/prometheus/rules/rehab-alerts.yml", "/root/promtool/").returncode == 0
+    out = docker_exec("p2-mon1", "promtool", "test", "rules", "/root/promtool/rehab-alerts.test.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_a_stopped_app_server_leaves_the_pool_within_3_s_and_no_request_fails(lb):
+    _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Under fire"})
+    load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}")
+    load.start()
+    time.sleep(2)
+    stopped = time.monotonic()
+    # A stop, not a kill: systemd would restart a killed service (Restart=on-failure) at once.
+    assert docker_exec("p2-app2", "systemctl", "stop", "--no-block", "rehab-agi").returncode == 0
+    wait_for(lambda: haproxy_status("p2-lb1")["p2-app2"].startswith("DOWN"), 10, "p2-app2 marked DOWN")
+    detected = time.monotonic() - stopped
+    served_before = load.by_server.get("p2-app2", 0)
+    time.sleep(3)
+    load.stop.set()
+    load.join()
+    try:
+        assert detected < 3.0, f"p2-app2 left the pool after {detected:.2f} s"
+        assert load.by_server.get("p2-app2", 0) == served_before, "p2-app2 served requests after it was marked DOWN"
+        assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {load.by_status} {load.errors[:3]}"
+        assert load.total > 100
+    finally:
+        docker_exec("p2-app2", "systemctl", "start", "rehab-agi")
+        wait_for(lambda: haproxy_status("p2-lb1")["p2-app2"] == "UP", 30, "p2-app2 back UP")
+    print(f"stopped server detected in {detected:.2f} s; {load.total} requests, {load.failed} failed")
+
+
+def test_a_rolling_update_under_load_fails_no_request(lb):
+    _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Rolled"})
+    load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}")
+    load.start()
+    # A configuration change to every app server: the play restarts them one at a time.
+    out = run_playbook(ROOT / "playbooks/phase2.yml", "-e", "app_log_level=DEBUG", inventory=INVENTORY, timeout=900)
+    load.stop.set()
+    load.join()
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert out.stdout.count("RUNNING HANDLER [rehab.scale.app : Drain rehab-agi from the balancers]") == 3
+    for app in APPS:
+        env = docker_exec(app, "cat", "/etc/rehab-agi/rehab-agi.env").stdout
+        assert "REHAB_AGI_LOG_LEVEL=DEBUG" in env
+    assert out.stdout.count("RUNNING HANDLER [rehab.scale.app : Restart the rehab-agi service]") == 3
+    assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {load.by_status} {load.errors[:3]}"
+    assert load.total > 200
+    assert set(haproxy_status("p2-lb1").values()) == {"UP"}
+    print(f"rolling update: {load.total} requests, {load.failed} failed, {out.seconds:.0f} s")
