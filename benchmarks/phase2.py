@@ -31,7 +31,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from rehab_testlib import HttpLoad, container_address, docker_exec, haproxy_status, run_playbook  # noqa: E402
+from rehab_testlib import (  # noqa: E402
+    HttpLoad,
+    container_address,
+    docker_exec,
+    haproxy_status,
+    parse_haproxy_stat,
+    run_playbook,
+)
 
 LB, CLIENT, DIRECT, VICTIM = "lab-lb1", "lab-mon1", "lab-app1", "lab-app2"
 STATS_AUTH = "admin:lab-haproxy-stats-not-secret"  # inventories/lab/group_vars/all/vault.yml (throwaway)
@@ -47,12 +54,9 @@ def pool_status(server):
     req = urllib.request.Request(f"http://{lb_address()}:8404/stats;csv")
     req.add_header("Authorization", "Basic " + base64.b64encode(STATS_AUTH.encode()).decode())
     with urllib.request.urlopen(req, timeout=5) as response:  # noqa: S310
-        rows = response.read().decode().splitlines()
-    header = rows[0].lstrip("# ").split(",")
-    for row in rows[1:]:
-        fields = dict(zip(header, row.split(","), strict=False))
-        if fields.get("pxname") == "rehab_agi" and fields.get("svname") == server:
-            return fields["status"]
+        statuses = parse_haproxy_stat(response.read().decode())
+    if server in statuses:
+        return statuses[server]
     raise SystemExit(f"{server} not in the rehab_agi backend")
 
 

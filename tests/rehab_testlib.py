@@ -152,9 +152,9 @@ def haproxy_command(lb, command, socket_path="/run/haproxy/admin.sock"):
     return out.stdout
 
 
-def haproxy_status(lb, backend="rehab_agi"):
-    """{server: status} of a backend as HAProxy sees it (UP, DOWN, MAINT, DRAIN, ...)."""
-    lines = haproxy_command(lb, "show stat").splitlines()
+def parse_haproxy_stat(csv_text, backend="rehab_agi"):
+    """{server: status} from HAProxy's `show stat` CSV (the runtime API's or the stats page's ;csv)."""
+    lines = csv_text.splitlines()
     header = lines[0].lstrip("# ").split(",")
     statuses = {}
     for line in lines[1:]:
@@ -162,6 +162,11 @@ def haproxy_status(lb, backend="rehab_agi"):
         if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
             statuses[row["svname"]] = row["status"]
     return statuses
+
+
+def haproxy_status(lb, backend="rehab_agi"):
+    """{server: status} of a backend as HAProxy sees it (UP, DOWN, MAINT, DRAIN, ...)."""
+    return parse_haproxy_stat(haproxy_command(lb, "show stat"), backend)
 
 
 class HttpLoad(threading.Thread):
