@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Benchmark: failover time and acknowledged-row loss over repeated kill -> failover -> rejoin cycles.
+"""Benchmark: failover time and acknowledged-row loss over repeated kill -> failover -> return -> rejoin.
 
     .venv/bin/molecule converge -s failover        # 1 primary + 2 synchronous replicas (pgf-1..3)
     .venv/bin/python benchmarks/failover.py --runs 5
     .venv/bin/molecule destroy -s failover
 
-Each cycle: a writer commits numbered rows on the current primary and records every acknowledged
-one; replication lag on the primary is sampled under that load; the primary's container is killed
-(SIGKILL); playbooks/failover.yml runs; the time from playbook start to the first write accepted on
-the new primary is measured by a second writer that retries from the moment the playbook starts;
-acknowledged rows missing on the new primary are counted; the old primary is started and rejoined
-with playbooks/rejoin.yml. Traffic goes only to the scenario's own containers.
+    make lab                                        # the 9-container Phase 2 lab (lab-pg1..4, asynchronous)
+    .venv/bin/python benchmarks/failover.py --runs 5 --nodes lab-pg1,lab-pg2,lab-pg3,lab-pg4 --host-vars none
+
+Each cycle: a writer that connects like the app (every node listed, libpq picks the one accepting
+writes) commits numbered rows and records every acknowledged one; replication lag on the primary is
+sampled under that load; the primary's container is killed (SIGKILL); playbooks/failover.yml runs
+with -e confirm_dead=<it> (its host is gone, so it cannot be fenced); the time from playbook start to
+the first write accepted on the new primary is measured by a second writer that retries from the
+moment the playbook starts; acknowledged rows missing on the new primary are counted; the old
+primary's container is started again and, for --watch seconds, every half second a write is tried
+on it alone (its start guard must keep it from accepting any); then playbooks/rejoin.yml brings it
+back as a replica. Traffic goes only to the lab's own containers.
 """
 
 import argparse
@@ -30,9 +36,10 @@ from rehab_testlib import LAB_DB_PASSWORD as PASSWORD  # noqa: E402
 from rehab_testlib import AckedWriter as Writer  # noqa: E402
 from rehab_testlib import container_address as address  # noqa: E402
 from rehab_testlib import psql as sql  # noqa: E402
-from rehab_testlib import run_playbook, wait_booted, write_pg_inventory  # noqa: E402
+from rehab_testlib import run_playbook, try_write, wait_booted, write_pg_inventory  # noqa: E402
 
 NODES = ["pgf-1", "pgf-2", "pgf-3"]
+SETTINGS = {"host_vars": ROOT / "molecule/failover/host_vars"}  # --host-vars
 
 
 def running(node):
@@ -52,7 +59,7 @@ def primary_now():
 def inventory(primary, directory):
     """An inventory whose groups match the cluster as it is now (as on-call would update it)."""
     replicas = [n for n in NODES if n != primary]
-    return write_pg_inventory(directory, primary, replicas, host_vars=ROOT / "molecule/failover/host_vars")
+    return write_pg_inventory(directory, primary, replicas, host_vars=SETTINGS["host_vars"])
 
 
 def playbook(inv, name, *extra):
@@ -83,12 +90,12 @@ def first_write_after(start, hosts, first_id, deadline):
     return None
 
 
-def cycle(run, next_id, workdir):
+def cycle(run, next_id, workdir, watch):
     primary = primary_now()
     inv = inventory(primary, workdir)
     sql(primary, "create table if not exists acked_writes (id bigint primary key, at timestamptz default now())")
     sql(primary, "alter table acked_writes owner to rehab")
-    writer = Writer(address(primary), next_id)
+    writer = Writer(",".join(address(n) for n in NODES if running(n)), next_id)
     writer.start()
     time.sleep(3)
     lag = [
@@ -112,7 +119,7 @@ def cycle(run, next_id, workdir):
         daemon=True,
     )
     prober.start()
-    out = playbook(inv, "failover.yml")
+    out = playbook(inv, "failover.yml", "-e", f"confirm_dead={primary}")
     playbook_seconds = time.monotonic() - start
     prober.join(timeout=300)
     if out.returncode != 0:
@@ -124,8 +131,14 @@ def cycle(run, next_id, workdir):
         "where not exists (select 1 from acked_writes w where w.id = a.id)",
     )
     subprocess.run(["docker", "start", primary], check=True, capture_output=True)
+    returned = time.monotonic()
     if not wait_booted(primary):
         sys.exit(f"run {run}: {primary} did not boot")
+    old, tries, accepted = address(primary), 0, 0
+    while time.monotonic() - returned < watch:
+        tries += 1
+        accepted += try_write(old, writer.next_id + 3_000_000 + tries)
+        time.sleep(0.5)
     rejoin = playbook(inventory(new_primary, workdir), "rejoin.yml", "-e", f"rejoin_host={primary}")
     if rejoin.returncode != 0:
         sys.exit(f"run {run}: rejoin.yml failed:\n{rejoin.stdout[-3000:]}")
@@ -139,28 +152,38 @@ def cycle(run, next_id, workdir):
         "playbook_s": playbook_seconds,
         "lag_bytes": max(lag),
         "lag_s": float(lag_s),
+        "old_primary_writes_accepted": accepted,
+        "old_primary_write_tries": tries,
     }
     print(result, flush=True)
-    return result, writer.next_id + 2_000_000
+    return result, writer.next_id + 4_000_000
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--nodes", default=",".join(NODES), help="the cluster's containers, comma-separated")
+    parser.add_argument("--host-vars", default=str(SETTINGS["host_vars"]), help="host_vars directory, or none")
+    parser.add_argument("--watch", type=float, default=60, help="seconds to try writes on the returned old primary")
     args = parser.parse_args()
+    NODES[:] = args.nodes.split(",")
+    SETTINGS["host_vars"] = None if args.host_vars == "none" else Path(args.host_vars)
     results, next_id = [], 10_000_000
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(1, args.runs + 1):
-            result, next_id = cycle(run, next_id, Path(tmp))
+            result, next_id = cycle(run, next_id, Path(tmp), args.watch)
             results.append(result)
     times = [r["first_write_s"] for r in results]
     walls = [r["playbook_s"] for r in results]
     lost, acked = sum(r["lost"] for r in results), sum(r["acked"] for r in results)
+    accepted = sum(r["old_primary_writes_accepted"] for r in results)
+    tries = sum(r["old_primary_write_tries"] for r in results)
     print(
         f"runs={len(results)} first write on new primary: median={statistics.median(times):.1f}s "
         f"worst={max(times):.1f}s; playbook wall: median={statistics.median(walls):.1f}s worst={max(walls):.1f}s; "
         f"acknowledged rows lost: {lost} of {acked}; lag under load before the kill: max "
-        f"{max(r['lag_bytes'] for r in results)} bytes, {max(r['lag_s'] for r in results):.3f} s"
+        f"{max(r['lag_bytes'] for r in results)} bytes, {max(r['lag_s'] for r in results):.3f} s; "
+        f"writes accepted by a returned old primary before rejoin: {accepted} of {tries} tries"
     )
 
 

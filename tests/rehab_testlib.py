@@ -31,7 +31,14 @@ def run_playbook(playbook, *args, inventory=None, env=None, timeout=600):
         check=False,
     )
     out.seconds = time.monotonic() - started
+    out.text = flat(out.stdout)
     return out
+
+
+def flat(text):
+    """Ansible's YAML output folds long messages over lines (and doubles quotes in single-quoted
+    scalars): one line with single spaces, to search for a sentence."""
+    return " ".join(text.split()).replace("''", "'")
 
 
 def psql(node, query, db="rehab"):
@@ -48,9 +55,9 @@ def psql(node, query, db="rehab"):
     return out.stdout.strip()
 
 
-def container_address(node):
+def _network_field(node, field):
     out = subprocess.run(
-        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", node],
+        ["docker", "inspect", "-f", f"{{{{range .NetworkSettings.Networks}}}}{{{{.{field}}}}}{{{{end}}}}", node],
         capture_output=True,
         text=True,
         check=True,
@@ -58,8 +65,21 @@ def container_address(node):
     return out.stdout.strip()
 
 
+def container_address(node):
+    return _network_field(node, "IPAddress")
+
+
+def container_gateway(node):
+    """The address this machine (the control node) has on the container's network."""
+    return _network_field(node, "Gateway")
+
+
 class AckedWriter(threading.Thread):
-    """Commits numbered rows into acked_writes; ``acked`` holds every ID whose COMMIT returned."""
+    """Commits numbered rows into acked_writes; ``acked`` holds every ID whose COMMIT returned.
+
+    ``host`` may list several hosts ("a,b,c"): libpq then connects like the app does, to the first
+    one that accepts writes (target_session_attrs=read-write).
+    """
 
     def __init__(self, host, first_id, password=LAB_DB_PASSWORD):
         super().__init__(daemon=True)
@@ -71,7 +91,12 @@ class AckedWriter(threading.Thread):
 
         try:
             conn = psycopg2.connect(
-                host=self.host, dbname="rehab", user="rehab", password=self.password, connect_timeout=3
+                host=self.host,
+                dbname="rehab",
+                user="rehab",
+                password=self.password,
+                connect_timeout=3,
+                target_session_attrs="read-write",
             )
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -212,3 +237,22 @@ def wait_for(predicate, timeout=60, what="condition", interval=0.5):
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def try_write(host, row_id, password=LAB_DB_PASSWORD):
+    """One INSERT into acked_writes on ``host`` alone; True when it was committed."""
+    import psycopg2  # noqa: PLC0415 - only the writers need the driver
+
+    try:
+        conn = psycopg2.connect(host=host, dbname="rehab", user="rehab", password=password, connect_timeout=2)
+    except psycopg2.Error:
+        return False
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO acked_writes (id) VALUES (%s)", (row_id,))
+        return True
+    except psycopg2.Error:
+        return False
+    finally:
+        conn.close()

@@ -4,20 +4,14 @@
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.rehab.scale.plugins.module_utils.address import host_address
 from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import FailoverInputError, lsn_to_int
-
-
-def _address(name, host):
-    facts = host.get("ansible_facts") or {}
-    address = (facts.get("default_ipv4") or {}).get("address")
-    return host.get("postgresql_node_address") or address or host.get("ansible_host") or name
 
 
 def pg_nodes(names, hostvars):
     """[{name, host, port, priority}] for each inventory name, from its hostvars.
 
-    The address is postgresql_node_address, else the gathered default IPv4 address, else
-    ansible_host, else the name itself (a host that is down may have no facts this run).
+    The address follows the one rule of module_utils/address.py (rehab.scale.host_address).
     """
     if isinstance(names, str) or not hasattr(names, "__iter__"):
         raise AnsibleFilterError(f"rehab.scale.pg_nodes: expected a list of inventory names, got {names!r}")
@@ -30,7 +24,7 @@ def pg_nodes(names, hostvars):
         nodes.append(
             {
                 "name": name,
-                "host": _address(name, host),
+                "host": host_address(name, hostvars),
                 "port": int(host.get("postgresql_port") or 5432),
                 "priority": int(host.get("postgresql_failover_priority") or 100),
             }

@@ -9,7 +9,7 @@ HOSTVARS = {
     "pg1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.1"}}, "postgresql_port": 5433},
     "pg2": {"ansible_host": "192.0.2.2", "postgresql_failover_priority": 200},
     "pg3": {},
-    "pg4": {"postgresql_node_address": "10.9.9.9", "ansible_facts": {"default_ipv4": {"address": "10.0.0.4"}}},
+    "pg4": {"rehab_address": "10.9.9.9", "ansible_facts": {"default_ipv4": {"address": "10.0.0.4"}}},
 }
 
 
