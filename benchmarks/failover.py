@@ -95,6 +95,8 @@ def cycle(run, next_id, workdir, watch):
     inv = inventory(primary, workdir)
     sql(primary, "create table if not exists acked_writes (id bigint primary key, at timestamptz default now())")
     sql(primary, "alter table acked_writes owner to rehab")
+    # IDs above every earlier run's (of this or an earlier invocation), so none collides.
+    next_id = max(next_id, int(sql(primary, "select coalesce(max(id), 0) from acked_writes")) + 1)
     writer = Writer(",".join(address(n) for n in NODES if running(n)), next_id)
     writer.start()
     time.sleep(3)

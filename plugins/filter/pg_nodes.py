@@ -5,11 +5,16 @@
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.rehab.scale.plugins.module_utils.address import host_address
-from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import FailoverInputError, lsn_to_int
+from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import (
+    FailoverInputError,
+    fence_outcome,
+    lsn_to_int,
+)
 
 
-def pg_nodes(names, hostvars):
-    """[{name, host, port, priority}] for each inventory name, from its hostvars.
+def pg_nodes(names, hostvars, skip=None):
+    """[{name, host, port, priority, skip}] for each inventory name, from its hostvars; ``skip``
+    names nodes the probe must not connect to (confirmed dead).
 
     The address follows the one rule of module_utils/address.py (rehab.scale.host_address).
     """
@@ -27,6 +32,7 @@ def pg_nodes(names, hostvars):
                 "host": host_address(name, hostvars),
                 "port": int(host.get("postgresql_port") or 5432),
                 "priority": int(host.get("postgresql_failover_priority") or 100),
+                "skip": name in (skip or []),
             }
         )
     return nodes
@@ -40,6 +46,19 @@ def lsn_int(value):
         raise AnsibleFilterError(f"rehab.scale.lsn_int: {err}") from err
 
 
+def pg_fence_outcome(to_fence, hostvars, confirmed_dead=None):
+    """Nodes to fence -> {fenced, confirmed_dead, unfenced, confirmations_unused}.
+
+    A node is fenced when the fence step set its fact postgresql_fenced to true (a host that was
+    unreachable never sets it); ``confirmed_dead`` is on-call's -e confirm_dead (list or "a,b").
+    """
+    if isinstance(to_fence, str) or not hasattr(to_fence, "__iter__"):
+        raise AnsibleFilterError(f"rehab.scale.pg_fence_outcome: expected a list of inventory names, got {to_fence!r}")
+    to_fence = list(to_fence)
+    fenced = [name for name in to_fence if str(hostvars[name].get("postgresql_fenced", False)).lower() == "true"]
+    return fence_outcome(to_fence, fenced, confirmed_dead)
+
+
 class FilterModule:
     def filters(self):
-        return {"pg_nodes": pg_nodes, "lsn_int": lsn_int}
+        return {"pg_nodes": pg_nodes, "lsn_int": lsn_int, "pg_fence_outcome": pg_fence_outcome}

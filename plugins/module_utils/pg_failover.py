@@ -21,6 +21,9 @@ Rules of ``decide()``
 - failover: unsafe while any node accepts writes, and while any replica heard from its primary
   within ``heard_bound_seconds`` (the old primary is alive for someone even when the control node
   cannot reach it).
+- failover: every replica must have replayed all the WAL it holds (its startup process waits for
+  more) before positions are compared: a reconnecting WAL receiver reports the start of a segment,
+  not what it holds (waits; a paused replay refuses).
 - candidates rank by (timeline, received LSN, replayed LSN, priority, name); a replica whose last
   news from the primary (on the primary's clock) is older than the freshest survivor's by more than
   ``stale_bound_seconds`` and that holds less WAL is stale, never a candidate.
@@ -114,6 +117,10 @@ class NodeState:
     # replica: last news from the primary on the primary's clock (epoch seconds): the sender's
     # timestamp of the last message, else the commit time of the last replayed transaction.
     last_news_epoch: float | None = None
+    # replica: its startup process waits for WAL, so it has replayed all it holds and replayed_lsn
+    # is its real position (the receiver's LSN restarts at a segment start when it reconnects).
+    replay_settled: bool | None = None
+    replay_paused: bool | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -193,50 +200,58 @@ def cluster_identity(nodes, system_identifier=None):
 def _primary_rules(nodes, primaries, mode, heard_bound_seconds):
     """Reachability, split brain, the per-mode rules about the current primary.
 
-    Returns (safe, transient, reasons); transient: the only blocker may pass by waiting.
+    Returns (safe, transient, reasons); transient: every blocker may pass by waiting.
     """
-    reasons = []
-    safe, transient = True, False
+    reasons, lasting, passing = [], [], []  # blockers that stay / that may pass by waiting
     down = [n for n in nodes if n.status == "down"]
     if down:
         reasons.append("down: " + ", ".join(f"{n.name} ({n.error or 'no answer'})" for n in down))
     for node in (n for n in nodes if n.status == "unknown"):
-        safe = False
-        reasons.append(
+        lasting.append(
             f"{node.name} is alive but could not be classified ({node.error}); it may accept writes: "
             "promote nothing until it is reachable as the monitoring role or confirmed down"
         )
     if len(primaries) > 1:
-        safe = False
-        reasons.append(
+        lasting.append(
             "SPLIT BRAIN: "
             + ", ".join(f"{p.name} (timeline {p.timeline})" for p in primaries)
             + " all accept writes; promote nothing, fence all but one and reconcile first"
         )
     if mode == "failover" and len(primaries) == 1:
-        safe = False
-        reasons.append(
+        lasting.append(
             f"{primaries[0].name} still accepts writes: failover refuses while a primary is reachable "
             "(stop and fence it, or run a switchover)"
         )
     if mode == "switchover" and not primaries:
-        safe = False
-        reasons.append("switchover needs a healthy primary and none is reachable (run a failover)")
-    if mode == "failover" and not primaries and heard_bound_seconds is not None:
+        lasting.append("switchover needs a healthy primary and none is reachable (run a failover)")
+    if mode == "failover" and not primaries:
+        replicas = [n for n in nodes if n.role == "replica"]
+        paused = [n.name for n in replicas if n.replay_paused]
+        unsettled = [n for n in replicas if n.replay_settled is False and not n.replay_paused]
         heard = [
             n
-            for n in nodes
-            if n.role == "replica" and n.heard_seconds_ago is not None and n.heard_seconds_ago < heard_bound_seconds
+            for n in replicas
+            if heard_bound_seconds is not None
+            and n.heard_seconds_ago is not None
+            and n.heard_seconds_ago < heard_bound_seconds
         ]
+        if paused:
+            lasting.append(
+                f"replay is paused on {', '.join(paused)}: its position is not known; run "
+                "SELECT pg_wal_replay_resume() there, then fail over"
+            )
+        if unsettled:
+            passing.append(
+                "still replaying the WAL they hold (positions not final yet): "
+                + ", ".join(f"{n.name} at {int_to_lsn(n.replayed_lsn)}" for n in unsettled)
+            )
         if heard:
-            safe = False
-            transient = all(n.status != "unknown" for n in nodes)
-            reasons.append(
+            passing.append(
                 "the old primary is alive for its replicas: "
                 + ", ".join(f"{n.name} heard from it {n.heard_seconds_ago:.1f} s ago" for n in heard)
                 + f" (bound {heard_bound_seconds} s); the control node may just be cut off from it"
             )
-    return safe, transient, reasons
+    return not (lasting or passing), bool(passing) and not lasting, reasons + lasting + passing
 
 
 def _stale(replicas, stale_bound_seconds):
@@ -435,10 +450,19 @@ SELECT pg_is_in_recovery() AS in_recovery,
        pg_last_wal_receive_lsn()::text AS received_lsn,
        pg_last_wal_replay_lsn()::text AS replayed_lsn,
        CASE WHEN pg_is_in_recovery()
-            THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver),
-                          (SELECT timeline_id FROM pg_control_checkpoint()))
+            -- the newest timeline it holds WAL of: the receiver's, the last restartpoint's, or a
+            -- WAL segment's name (the first two lag after a receiver restart or a timeline switch)
+            THEN GREATEST((SELECT received_tli FROM pg_stat_wal_receiver),
+                          (SELECT timeline_id FROM pg_control_checkpoint()),
+                          (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+                            WHERE name ~ '^[0-9A-F]{24}$'))
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
        END AS timeline,
+       CASE WHEN pg_is_in_recovery()
+            THEN (SELECT wait_event IN ('RecoveryWalStream', 'RecoveryRetrieveRetryInterval')
+                    FROM pg_stat_activity WHERE backend_type = 'startup')
+       END AS replay_settled,
+       CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() <> 'not paused' END AS replay_paused,
        EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_delay_seconds,
        (SELECT EXTRACT(EPOCH FROM now() - last_msg_receipt_time)::float8 FROM pg_stat_wal_receiver
          WHERE status = 'streaming') AS heard_seconds_ago,
@@ -454,6 +478,8 @@ def probe(spec, connect, timeout=2):
     alive when a server produced the error (see classify_error).
     """
     name, priority = spec["name"], spec.get("priority", 100)
+    if spec.get("skip"):
+        return NodeState(name=name, reachable=False, priority=priority, alive=False, error="not probed: confirmed dead")
     try:
         conn = connect(host=spec["host"], port=spec.get("port", 5432), connect_timeout=timeout)
     except Exception as exc:  # every driver error is classified by its text
@@ -489,6 +515,8 @@ def probe(spec, connect, timeout=2):
         replay_delay_seconds=row["replay_delay_seconds"],
         heard_seconds_ago=row["heard_seconds_ago"],
         last_news_epoch=row["last_news_epoch"],
+        replay_settled=row.get("replay_settled"),
+        replay_paused=row.get("replay_paused"),
         priority=priority,
     )
 
@@ -527,6 +555,8 @@ def report(node):
         "replayed_lsn": int_to_lsn(node.replayed_lsn),
         "replay_delay_seconds": node.replay_delay_seconds,
         "heard_seconds_ago": node.heard_seconds_ago,
+        "replay_settled": node.replay_settled,
+        "replay_paused": node.replay_paused,
         "priority": node.priority,
         "error": node.error,
     }
@@ -535,6 +565,31 @@ def report(node):
 def _first_line(exc):
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- Fencing ------------------------------------------------------------------------------------
+
+
+def names_list(value):
+    """'pg1, pg2' or ['pg1', 'pg2'] or None -> ['pg1', 'pg2'] (on-call's -e confirm_dead=...)."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def fence_outcome(to_fence, fenced, confirmed_dead):
+    """Which nodes to fence are fenced, which on-call confirmed dead instead, and which are neither
+    (those stop a failover before it promotes). A node both fenced and confirmed counts as fenced;
+    a confirmation of a node that was not to be fenced is reported, never used."""
+    fenced = [n for n in to_fence if n in set(fenced)]
+    confirmed = names_list(confirmed_dead)
+    return {
+        "fenced": fenced,
+        "confirmed_dead": [n for n in to_fence if n in confirmed and n not in fenced],
+        "unfenced": [n for n in to_fence if n not in fenced and n not in confirmed],
+        "confirmations_unused": [n for n in confirmed if n not in to_fence],
+    }
 
 
 # --- The start guard ---------------------------------------------------------------------------

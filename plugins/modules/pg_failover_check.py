@@ -51,6 +51,12 @@ options:
         description: Tie-breaker between equally advanced replicas; higher is preferred.
         type: int
         default: 100
+      skip:
+        description:
+          - Do not connect; count the node as down (on-call confirmed it dead, so probing it again
+            would only cost a connect timeout).
+        type: bool
+        default: false
   login_user:
     description: Role to connect as; needs C(pg_monitor) or superuser.
     type: str
@@ -274,6 +280,7 @@ ARGUMENT_SPEC = {
             "host": {"type": "str", "required": True},
             "port": {"type": "int", "default": 5432},
             "priority": {"type": "int", "default": 100},
+            "skip": {"type": "bool", "default": False},
         },
     },
     "login_user": {"type": "str", "default": "postgres"},

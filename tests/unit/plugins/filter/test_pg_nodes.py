@@ -3,7 +3,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.rehab.scale.plugins.filter.pg_nodes import lsn_int, pg_nodes
+from ansible_collections.rehab.scale.plugins.filter.pg_nodes import lsn_int, pg_fence_outcome, pg_nodes
 
 HOSTVARS = {
     "pg1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.1"}}, "postgresql_port": 5433},
@@ -15,11 +15,12 @@ HOSTVARS = {
 
 def test_addresses_and_fallbacks():
     assert pg_nodes(["pg1", "pg2", "pg3", "pg4"], HOSTVARS) == [
-        {"name": "pg1", "host": "10.0.0.1", "port": 5433, "priority": 100},
-        {"name": "pg2", "host": "192.0.2.2", "port": 5432, "priority": 200},
-        {"name": "pg3", "host": "pg3", "port": 5432, "priority": 100},
-        {"name": "pg4", "host": "10.9.9.9", "port": 5432, "priority": 100},
+        {"name": "pg1", "host": "10.0.0.1", "port": 5433, "priority": 100, "skip": False},
+        {"name": "pg2", "host": "192.0.2.2", "port": 5432, "priority": 200, "skip": False},
+        {"name": "pg3", "host": "pg3", "port": 5432, "priority": 100, "skip": False},
+        {"name": "pg4", "host": "10.9.9.9", "port": 5432, "priority": 100, "skip": False},
     ]
+    assert [n["skip"] for n in pg_nodes(["pg1", "pg2"], HOSTVARS, skip=["pg2"])] == [False, True]
 
 
 @pytest.mark.parametrize(("names", "message"), [(["pg9"], "'pg9' is not in the inventory"), ("pg1", "expected a list")])
@@ -32,3 +33,33 @@ def test_lsn_int():
     assert lsn_int("1/0") == 2**32
     with pytest.raises(AnsibleFilterError, match=r"rehab\.scale\.lsn_int: 'x' is not a PostgreSQL LSN"):
         lsn_int("x")
+
+
+@pytest.mark.parametrize(
+    ("facts", "confirmed", "expected"),
+    [
+        # the dead host could not be fenced and nobody confirmed it: the failover stops
+        ({}, "", {"fenced": [], "confirmed_dead": [], "unfenced": ["pg1"], "confirmations_unused": []}),
+        # on-call confirmed it dead (as given with -e, a string)
+        ({}, "pg1", {"fenced": [], "confirmed_dead": ["pg1"], "unfenced": [], "confirmations_unused": []}),
+        # fenced: a confirmation is not needed, a stray one is reported
+        (
+            {"pg1": True},
+            ["pg1", "pg7"],
+            {"fenced": ["pg1"], "confirmed_dead": [], "unfenced": [], "confirmations_unused": ["pg7"]},
+        ),
+        # the fence step ran but could not stop it (fact false): still unfenced
+        ({"pg1": False}, None, {"fenced": [], "confirmed_dead": [], "unfenced": ["pg1"], "confirmations_unused": []}),
+    ],
+)
+def test_pg_fence_outcome(facts, confirmed, expected):
+    hostvars = {
+        name: ({"postgresql_fenced": value} if name in facts else {}) for name, value in [("pg1", facts.get("pg1"))]
+    }
+    assert pg_fence_outcome(["pg1"], hostvars, confirmed) == expected
+
+
+def test_pg_fence_outcome_two_nodes_one_confirmed():
+    hostvars = {"pg1": {}, "pg3": {"postgresql_fenced": True}, "pg4": {}}
+    outcome = pg_fence_outcome(["pg1", "pg3", "pg4"], hostvars, "pg1, ")
+    assert outcome["unfenced"] == ["pg4"] and outcome["fenced"] == ["pg3"] and outcome["confirmed_dead"] == ["pg1"]

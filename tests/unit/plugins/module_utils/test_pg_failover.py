@@ -686,3 +686,36 @@ def test_psycopg2_connector_passes_the_login_and_sets_autocommit():
             "passfile": "/p",
         }
     ]
+
+
+def test_failover_waits_until_every_replica_replayed_what_it_holds():
+    # pg2's receiver reconnected: its received LSN restarted at a segment start and its replay has
+    # not reached the end of its local WAL yet, so its position is not final.
+    settling = streaming("pg2", 100 * MB)
+    settling.replay_settled = False
+    nodes = [down("pg1"), settling, streaming("pg3", 90 * MB)]
+    result = decide(nodes)
+    assert result["safe_to_promote"] is False
+    assert result["waiting_may_help"] is True
+    assert any(
+        "still replaying the WAL they hold (positions not final yet): pg2 at 0/6400000" in r for r in result["reasons"]
+    )
+    settling.replay_settled = True
+    assert decide(nodes)["safe_to_promote"] is True
+
+
+def test_paused_replay_refuses_without_waiting():
+    paused = streaming("pg2", 100 * MB)
+    paused.replay_paused, paused.replay_settled = True, False
+    result = decide([down("pg1"), paused, streaming("pg3", 100 * MB)])
+    assert result["safe_to_promote"] is False
+    assert result["waiting_may_help"] is False
+    assert any(r.startswith("replay is paused on pg2") for r in result["reasons"])
+
+
+def test_skipped_node_is_down_without_a_connection():
+    def connect(**_):
+        raise AssertionError("a skipped node is not contacted")
+
+    node = probe({"name": "pg1", "host": "10.0.0.1", "skip": True}, connect)
+    assert (node.status, node.error) == ("down", "not probed: confirmed dead")
