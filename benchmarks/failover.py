@@ -90,7 +90,7 @@ def first_write_after(start, hosts, first_id, deadline):
     return None
 
 
-def cycle(run, next_id, workdir, watch):
+def cycle(run, next_id, workdir, watch, profile=False):
     primary = primary_now()
     inv = inventory(primary, workdir)
     sql(primary, "create table if not exists acked_writes (id bigint primary key, at timestamptz default now())")
@@ -126,6 +126,8 @@ def cycle(run, next_id, workdir, watch):
     prober.join(timeout=300)
     if out.returncode != 0:
         sys.exit(f"run {run}: failover.yml failed:\n{out.stdout[-3000:]}")
+    if profile:  # where the playbook's time went (ansible.posix.profile_tasks), slowest first
+        print(out.stdout[out.stdout.rfind("TASKS RECAP") :], flush=True)
     new_primary = primary_now()
     missing = sql(
         new_primary,
@@ -167,13 +169,14 @@ def main():
     parser.add_argument("--nodes", default=",".join(NODES), help="the cluster's containers, comma-separated")
     parser.add_argument("--host-vars", default=str(SETTINGS["host_vars"]), help="host_vars directory, or none")
     parser.add_argument("--watch", type=float, default=60, help="seconds to try writes on the returned old primary")
+    parser.add_argument("--profile", action="store_true", help="print each failover run's task profile")
     args = parser.parse_args()
     NODES[:] = args.nodes.split(",")
     SETTINGS["host_vars"] = None if args.host_vars == "none" else Path(args.host_vars)
     results, next_id = [], 10_000_000
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(1, args.runs + 1):
-            result, next_id = cycle(run, next_id, Path(tmp), args.watch)
+            result, next_id = cycle(run, next_id, Path(tmp), args.watch, args.profile)
             results.append(result)
     times = [r["first_write_s"] for r in results]
     walls = [r["playbook_s"] for r in results]

@@ -9,6 +9,7 @@ from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import (
     FailoverInputError,
     fence_outcome,
     lsn_to_int,
+    rejoin_plan,
 )
 
 
@@ -59,6 +60,23 @@ def pg_fence_outcome(to_fence, hostvars, confirmed_dead=None):
     return fence_outcome(to_fence, fenced, confirmed_dead)
 
 
+def pg_rejoin_plan(probe, node, local_timeline=None):
+    """The probe's result (rehab.scale.pg_failover_check) -> {source, problems} for rewinding ``node``."""
+    try:
+        nodes = probe["nodes"]
+    except (TypeError, KeyError):
+        raise AnsibleFilterError(
+            "rehab.scale.pg_rejoin_plan: expected the result of rehab.scale.pg_failover_check"
+        ) from None
+    timeline = None if local_timeline in (None, "") else int(local_timeline)
+    return rejoin_plan(node, nodes, timeline)
+
+
 class FilterModule:
     def filters(self):
-        return {"pg_nodes": pg_nodes, "lsn_int": lsn_int, "pg_fence_outcome": pg_fence_outcome}
+        return {
+            "pg_nodes": pg_nodes,
+            "lsn_int": lsn_int,
+            "pg_fence_outcome": pg_fence_outcome,
+            "pg_rejoin_plan": pg_rejoin_plan,
+        }

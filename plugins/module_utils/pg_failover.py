@@ -592,6 +592,31 @@ def fence_outcome(to_fence, fenced, confirmed_dead):
     }
 
 
+# --- Rejoin ---------------------------------------------------------------------------------------
+
+
+def rejoin_plan(node, nodes, local_timeline=None):
+    """May ``node`` be rewound onto the current primary? ``nodes``: the probe's report of every node
+    (name, role, timeline); ``local_timeline``: the node's own timeline read on it (pg_controldata)
+    when its PostgreSQL is down. Returns {"source": primary or None, "problems": [...]}."""
+    by_name = {n["name"]: n for n in nodes}
+    if node not in by_name:
+        return {"source": None, "problems": [f"{node} is not a node of this cluster ({sorted(by_name)})"]}
+    others = [n for n in nodes if n["role"] == "primary" and n["name"] != node]
+    problems = []
+    if len(others) != 1:
+        problems.append(f"primaries among the other nodes: {[n['name'] for n in others]} (exactly one is needed)")
+    if by_name[node]["role"] == "primary" and not others:
+        problems.append(f"{node} is the only primary: rewinding it would discard the newest writes")
+    mine = by_name[node]["timeline"] if by_name[node]["timeline"] is not None else local_timeline
+    if len(others) == 1 and mine is not None and others[0]["timeline"] is not None and mine > others[0]["timeline"]:
+        problems.append(
+            f"{node} is on timeline {mine}, newer than {others[0]['name']}'s timeline {others[0]['timeline']}: "
+            "it, not the primary, may hold the newest writes"
+        )
+    return {"source": others[0]["name"] if len(others) == 1 else None, "problems": problems}
+
+
 # --- The start guard ---------------------------------------------------------------------------
 
 
@@ -608,12 +633,12 @@ def guard_decide(own, peers):  # noqa: PLR0911 - one return per rule, in order
     cluster's history (another primary, a newer timeline), so it must hold until a rejoin even if
     those peers later become unreachable.
     """
-    if own.get("standby"):
-        return {"start": True, "sticky": False, "reason": "standby.signal present: starts read-only as a standby"}
     if own.get("override"):
-        return {"start": True, "sticky": False, "reason": "on-call override: starts writable without the checks"}
+        return {"start": True, "sticky": False, "reason": "on-call override: starts without the checks"}
     if own.get("fenced"):
         return {"start": False, "sticky": True, "reason": f"fenced: {own['fenced']}; rejoin it (playbooks/rejoin.yml)"}
+    if own.get("standby"):
+        return {"start": True, "sticky": False, "reason": "standby.signal present: starts read-only as a standby"}
     mine = str(own.get("system_identifier"))
     same = [p for p in peers if p.status == "up" and str(p.system_identifier) == mine]
     foreign = [p for p in peers if p.status == "up" and str(p.system_identifier) != mine]
@@ -705,7 +730,7 @@ def guard_main(config_path, connect=None, controldata=None, sleep=time.sleep, cl
     while True:
         peers = (
             []
-            if own["standby"] or own["override"] or own["fenced"]
+            if own["override"] or own["fenced"] or own["standby"]
             else probe_all(config.get("peers", []), connect, config.get("connect_timeout", 2))
         )
         verdict = guard_decide(own, peers)

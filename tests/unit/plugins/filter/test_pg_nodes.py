@@ -3,7 +3,7 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.rehab.scale.plugins.filter.pg_nodes import lsn_int, pg_fence_outcome, pg_nodes
+from ansible_collections.rehab.scale.plugins.filter.pg_nodes import lsn_int, pg_fence_outcome, pg_nodes, pg_rejoin_plan
 
 HOSTVARS = {
     "pg1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.1"}}, "postgresql_port": 5433},
@@ -63,3 +63,43 @@ def test_pg_fence_outcome_two_nodes_one_confirmed():
     hostvars = {"pg1": {}, "pg3": {"postgresql_fenced": True}, "pg4": {}}
     outcome = pg_fence_outcome(["pg1", "pg3", "pg4"], hostvars, "pg1, ")
     assert outcome["unfenced"] == ["pg4"] and outcome["fenced"] == ["pg3"] and outcome["confirmed_dead"] == ["pg1"]
+
+
+def _probe(*nodes):
+    return {"nodes": [{"name": n, "role": r, "timeline": t} for n, r, t in nodes]}
+
+
+@pytest.mark.parametrize(
+    ("probe", "node", "local", "source", "problem"),
+    [
+        # a returned old primary kept down by its guard: its timeline comes from pg_controldata
+        (_probe(("pg1", "unknown", None), ("pg2", "primary", 2), ("pg3", "replica", 2)), "pg1", 1, "pg2", None),
+        # a second primary on an older timeline (no guard): rewound
+        (_probe(("pg1", "primary", 1), ("pg2", "primary", 2)), "pg1", None, "pg2", None),
+        # the only primary is never rewound
+        (_probe(("pg1", "replica", 2), ("pg2", "primary", 2)), "pg2", None, None, "pg2 is the only primary"),
+        # a node on a newer timeline than the primary may hold the newest writes
+        (
+            _probe(("pg1", "unknown", None), ("pg2", "primary", 2)),
+            "pg1",
+            "3",
+            "pg2",
+            "pg1 is on timeline 3, newer than pg2",
+        ),
+        # no primary at all
+        (_probe(("pg1", "unknown", None), ("pg2", "replica", 2)), "pg1", 1, None, "exactly one is needed"),
+        (_probe(("pg1", "replica", 1)), "pg9", None, None, "pg9 is not a node of this cluster"),
+    ],
+)
+def test_pg_rejoin_plan(probe, node, local, source, problem):
+    plan = pg_rejoin_plan(probe, node, local)
+    assert plan["source"] == source
+    if problem is None:
+        assert plan["problems"] == []
+    else:
+        assert any(problem in p for p in plan["problems"])
+
+
+def test_pg_rejoin_plan_needs_a_probe_result():
+    with pytest.raises(AnsibleFilterError, match=r"expected the result of rehab\.scale\.pg_failover_check"):
+        pg_rejoin_plan("pg1", "pg1")

@@ -440,6 +440,9 @@ OWN = {"system_identifier": "7", "timeline": 1, "standby": False, "fenced": None
     [
         ({**OWN, "standby": True}, [peer("b", "primary")], True, False, "standby.signal present"),
         ({**OWN, "fenced": "failover to b"}, [], False, True, "fenced: failover to b"),
+        # a fenced standby stays down too: only rejoin (or an override) clears the mark
+        ({**OWN, "fenced": "failover to b", "standby": True}, [], False, True, "fenced: failover to b"),
+        ({**OWN, "fenced": "failover to b", "override": True}, [], True, False, "on-call override"),
         ({**OWN, "override": True}, [peer("b", "primary")], True, False, "on-call override"),
         # single-node cluster: its own majority
         (OWN, [], True, False, "reached 1 of 1 members (majority 1)"),
