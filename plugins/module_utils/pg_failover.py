@@ -31,8 +31,7 @@ Rules of ``decide()``
 - lag: unsafe when the best candidate's lag exceeds max_lag_bytes. Lag = WAL it has not received
   compared with the best known position plus WAL received but not yet replayed.
 - synchronous (ANY k of n standbys), when no primary is reachable: only when at least n - k + 1 of
-  them are reachable is one of
-  them certain to hold every acknowledged commit.
+  them are reachable is one of them certain to hold every acknowledged commit.
 """
 
 from __future__ import annotations
@@ -508,9 +507,7 @@ def probe(spec, connect, timeout=2):
         current_lsn=lsn_to_int(row["current_lsn"]),
         # A standby has received at least what it replayed: one whose WAL receiver never ran (or
         # that restarted streaming at a segment start, as after pg_rewind) reports less.
-        received_lsn=max(x for x in (received, replayed, 0) if x is not None)
-        if (received, replayed) != (None, None)
-        else None,
+        received_lsn=max((x for x in (received, replayed) if x is not None), default=None),
         replayed_lsn=replayed,
         replay_delay_seconds=row["replay_delay_seconds"],
         heard_seconds_ago=row["heard_seconds_ago"],
@@ -685,10 +682,12 @@ def parse_controldata(text):
     }
 
 
-def _read(path):
+def read_fence(path):
+    """The fence mark's reason, None when the node is not fenced. A mark without text (an on-call
+    `touch`) still fences."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
+            return handle.read().strip() or "fenced"
     except FileNotFoundError:
         return None
 
@@ -723,7 +722,7 @@ def guard_main(config_path, connect=None, controldata=None, sleep=time.sleep, cl
 
     own = parse_controldata(controldata())
     own["standby"] = os.path.exists(os.path.join(config["data_dir"], "standby.signal"))
-    own["fenced"] = _read(config["fence_file"])
+    own["fenced"] = read_fence(config["fence_file"])
     override_file = config["override_file"]
     own["override"] = os.path.exists(override_file)
     deadline = clock() + float(config.get("wait_seconds", 60))

@@ -17,20 +17,23 @@ description:
   - Read-only; never changes anything. Runs as root (it reads the data directory and connects as
     the postgres OS user over the local socket).
 options:
-  version:
-    description: PostgreSQL major version.
-    type: int
-    default: 15
-  cluster_name:
-    description: Debian cluster name.
-    type: str
-    default: main
+  data_dir:
+    description: The cluster's data directory.
+    type: path
+    required: true
+  pg_controldata:
+    description: Path of the C(pg_controldata) binary of the cluster's version.
+    type: path
+    required: true
   port:
     description: Port (selects the local socket).
     type: int
     default: 5432
-  guard_dir:
-    description: The start guard's directory (fence mark and last state).
+  fence_file:
+    description: The start guard's fence mark (present means fenced, even when empty).
+    type: path
+  guard_state:
+    description: The start guard's last state (JSON).
     type: path
   expected_role:
     description: The role the inventory gives this node; omit to only read the state.
@@ -51,7 +54,10 @@ author:
 EXAMPLES = r"""
 - name: Refuse when the node contradicts the inventory
   rehab.scale.pg_node_state:
-    guard_dir: /var/lib/postgresql/15/main.guard
+    data_dir: /var/lib/postgresql/15/main
+    pg_controldata: /usr/lib/postgresql/15/bin/pg_controldata
+    fence_file: /var/lib/postgresql/15/main.guard/fenced
+    guard_state: /var/lib/postgresql/15/main.guard/state.json
     expected_role: "{{ 'primary' if inventory_hostname in groups['pg_primary'] else 'replica' }}"
   register: state
   failed_when: not state.inventory_ok
@@ -84,13 +90,18 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import inventory_verdict, parse_controldata
+from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import (
+    inventory_verdict,
+    parse_controldata,
+    read_fence,
+)
 
 ARGUMENT_SPEC = {
-    "version": {"type": "int", "default": 15},
-    "cluster_name": {"type": "str", "default": "main"},
+    "data_dir": {"type": "path", "required": True},
+    "pg_controldata": {"type": "path", "required": True},
     "port": {"type": "int", "default": 5432},
-    "guard_dir": {"type": "path"},
+    "fence_file": {"type": "path"},
+    "guard_state": {"type": "path"},
     "expected_role": {"type": "str", "choices": ["primary", "replica"]},
     "primary_name": {"type": "str"},
     "name": {"type": "str"},
@@ -99,23 +110,13 @@ ARGUMENT_SPEC = {
 SQL = "SELECT pg_is_in_recovery(), (SELECT count(*) FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres')"
 
 
-def _read(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or "fenced"
-    except (FileNotFoundError, TypeError):
-        return None
-
-
 def read_state(params, run):
-    data_dir = f"/var/lib/postgresql/{params['version']}/{params['cluster_name']}"
-    controldata = f"/usr/lib/postgresql/{params['version']}/bin/pg_controldata"
+    data_dir, controldata = params["data_dir"], params["pg_controldata"]
     state = {"initialized": os.path.exists(os.path.join(data_dir, "PG_VERSION")), "running": False}
     state["standby_signal"] = os.path.exists(os.path.join(data_dir, "standby.signal"))
-    guard_dir = params["guard_dir"]
-    state["fenced"] = _read(os.path.join(guard_dir, "fenced")) if guard_dir else None
+    state["fenced"] = read_fence(params["fence_file"]) if params["fence_file"] else None
     try:
-        with open(os.path.join(guard_dir or "", "state.json"), encoding="utf-8") as handle:
+        with open(params["guard_state"] or "", encoding="utf-8") as handle:
             state["guard"] = json.load(handle)
     except (OSError, ValueError):
         state["guard"] = None

@@ -12,7 +12,15 @@ CONTROLDATA = (
 
 
 def params(tmp_path, **extra):
-    return {"version": 15, "cluster_name": "main", "port": 5432, "guard_dir": str(tmp_path / "guard"), **extra}
+    guard = tmp_path / "guard"
+    return {
+        "data_dir": "/var/lib/postgresql/15/main",
+        "pg_controldata": "/usr/lib/postgresql/15/bin/pg_controldata",
+        "port": 5432,
+        "fence_file": str(guard / "fenced"),
+        "guard_state": str(guard / "state.json"),
+        **extra,
+    }
 
 
 def test_fresh_host_without_postgresql(tmp_path, monkeypatch):
@@ -52,3 +60,12 @@ def test_running_standby(tmp_path, monkeypatch):
 
     state = read_state(params(tmp_path), run)
     assert state["running"] and state["in_recovery"] and state["user_databases"] == 1 and state["standby_signal"]
+
+
+def test_an_empty_fence_mark_still_fences(tmp_path, monkeypatch):
+    """An on-call `touch fenced` fences: the module and the guard read the mark the same way."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "fenced").write_text("")
+    state = read_state(params(tmp_path), run=lambda argv: (127, "", "not installed"))
+    assert state["fenced"] == "fenced"
