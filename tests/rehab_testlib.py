@@ -117,17 +117,17 @@ def write_pg_inventory(directory, primary, replicas, host_vars=None):
     directory = Path(directory)
     lines = [
         "all:",
-        "  vars:",
-        "    ansible_connection: community.docker.docker",
         "  children:",
-        "    postgresql:",
+        "    lab:",  # the lab's group_vars say how to reach a lab container
         "      children:",
-        "        pg_primary:",
-        "          hosts:",
-        f"            {primary}:",
-        "        pg_replicas:",
-        "          hosts:",
-        *[f"            {replica}:" for replica in replicas],
+        "        postgresql:",
+        "          children:",
+        "            pg_primary:",
+        "              hosts:",
+        f"                {primary}:",
+        "            pg_replicas:",
+        "              hosts:",
+        *[f"                {replica}:" for replica in replicas],
     ]
     (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
     links = {"group_vars": ROOT / "inventories/lab/group_vars"}

@@ -20,9 +20,10 @@ WATCHED = {
 
 
 def inventory(tmp_path, groups):
-    lines = ["all:", "  vars:", "    ansible_connection: community.docker.docker", "  children:"]
+    # Under the lab group, whose group_vars say how to reach a lab container.
+    lines = ["all:", "  children:", "    lab:", "      children:"]
     for group in groups:
-        lines += [f"    {group}:", "      hosts:", f"        {HOSTS[group]}:"]
+        lines += [f"        {group}:", "          hosts:", f"            {HOSTS[group]}:"]
     path = tmp_path / "hosts.yml"
     path.write_text("\n".join(lines) + "\n")
     # The real group_vars of the lab, as Molecule uses them.

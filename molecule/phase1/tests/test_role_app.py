@@ -1,6 +1,11 @@
-"""rehab-agi service: unprivileged, secrets protected, API behaviour against real PostgreSQL/Redis."""
+"""rehab-agi service (was the app scenario): unprivileged, secrets protected, API behaviour against
+real PostgreSQL and Redis; on the Phase 1 app host, its database on p1-pg1."""
 
 import json
+
+import pytest
+
+testinfra_hosts = ["p1-app1"]
 
 BASE = "http://127.0.0.1:5001"
 
@@ -33,13 +38,18 @@ def test_health_and_ready(host):
     assert status == 200, body
 
 
-def test_create_read_and_metrics(host):
+@pytest.fixture
+def pg(host):
+    return host.get_host("ansible://p1-pg1", ansible_inventory=host.backend.ansible_inventory)
+
+
+def test_create_read_and_metrics(host, pg):
     out = host.run(f'curl -s -XPOST -d \'{{"name": "Role Test"}}\' {BASE}/api/agi/beneficiaries')
     created = json.loads(out.stdout)
     status, body = get(host, f"/api/agi/beneficiaries/{created['id']}")
     assert status == 200 and json.loads(body)["name"] == "Role Test"
     # The row is really in PostgreSQL.
-    rows = host.check_output(
+    rows = pg.check_output(
         f"runuser -u postgres -- psql -d rehab -Atc 'select name from beneficiaries where id={created['id']}'"
     )
     assert rows == "Role Test"
@@ -53,11 +63,11 @@ def test_create_read_and_metrics(host):
         assert name in metrics
 
 
-def test_readiness_names_postgresql_when_it_stops(host):
-    host.run("systemctl stop postgresql@15-main")
+def test_readiness_names_postgresql_when_it_stops(host, pg):
+    pg.run("systemctl stop postgresql@15-main")
     try:
         status, body = get(host, "/api/agi/health/ready")
         assert status == 503
         assert json.loads(body)["failed"] == ["postgresql"]
     finally:
-        host.run("systemctl start postgresql@15-main")
+        pg.run("systemctl start postgresql@15-main")

@@ -1,4 +1,7 @@
-"""Redis role: authentication required, ACL scoping, protected mode, memory limits."""
+"""Redis role (was the redis scenario): authentication required, ACL scoping, protected mode, memory
+limits; on the Phase 1 standalone Redis host."""
+
+testinfra_hosts = ["p1-redis1"]
 
 ADMIN = "lab-redis-admin-not-secret"
 APP = "lab-redis-app-not-secret"

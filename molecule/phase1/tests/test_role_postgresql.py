@@ -1,4 +1,7 @@
-"""PostgreSQL role: scram-only access, hba from variables, RAM-derived tuning."""
+"""PostgreSQL role (was the postgresql scenario): scram-only access, hba from variables, RAM-derived
+tuning, extra settings from host_vars/p1-pg1.yml; on the Phase 1 database host."""
+
+testinfra_hosts = ["p1-pg1"]
 
 PSQL = "PGPASSWORD='{pw}' psql -h {host} -U rehab -d rehab -Atc '{sql}'"
 GOOD = "lab-db-password-not-secret"
