@@ -18,7 +18,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # `make ... STRATEGY=ansible` runs Ansible's own strategies instead; both are tested (docs/benchmarks.md).
 STRATEGY ?= mitogen
 ifeq ($(STRATEGY),mitogen)
-export ANSIBLE_STRATEGY_PLUGINS = $(wildcard $(CURDIR)/$(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy)
+# Expanded when each recipe runs (not $(wildcard): make caches directories, and on a fresh machine the
+# venv appears only during the run).
+export ANSIBLE_STRATEGY_PLUGINS = $(shell ls -d $(CURDIR)/$(VENV)/lib/python3*/site-packages/ansible_mitogen/plugins/strategy 2>/dev/null)
 export ANSIBLE_STRATEGY := mitogen_linear
 else ifneq ($(STRATEGY),ansible)
 $(error STRATEGY must be mitogen or ansible, not '$(STRATEGY)')
