@@ -92,7 +92,10 @@ def assess(layout: list[dict], observed: dict) -> dict:
     """Compare what every node reports with the layout.
 
     observed maps addr -> {"error": str} or {"info": dict, "nodes": list} (parsed).
-    Returns {"status": formed|empty|partial|unreachable, "problems": [...], "colocated": [...]}.
+    Returns {"status": formed|empty|settling|partial|unreachable, "problems": [...], "colocated": [...]}.
+    "settling": every node knows every other and sees every slot assigned, but some node does not
+    report cluster_state:ok yet (failure reports about a node that restarted during formation take
+    a few node timeouts to clear); waiting, without changing anything, is the safe response.
     """
     addrs = [n["addr"] for n in layout]
     unreachable = sorted(addr for addr in addrs if "error" in observed.get(addr, {"error": "not probed"}))
@@ -109,7 +112,7 @@ def assess(layout: list[dict], observed: dict) -> dict:
     if all(k == 1 for k in known.values()) and all(a == 0 for a in assigned.values()):
         return {"status": "empty", "problems": [], "colocated": []}
 
-    problems = []
+    problems, unsettled = [], []
     for addr in sorted(infos):
         info = infos[addr]
         if known[addr] != total:
@@ -117,9 +120,15 @@ def assess(layout: list[dict], observed: dict) -> dict:
         if assigned[addr] != SLOTS:
             problems.append(f"{addr} sees {assigned[addr]} of {SLOTS} slots assigned")
         if info.get("cluster_state") != "ok":
-            problems.append(f"{addr} reports cluster_state:{info.get('cluster_state', 'unknown')}")
+            unsettled.append(f"{addr} reports cluster_state:{info.get('cluster_state', 'unknown')}")
     colocated = colocated_pairs(observed[layout[0]["addr"]]["nodes"])
-    return {"status": "partial" if problems else "formed", "problems": problems, "colocated": colocated}
+    if problems:
+        status = "partial"
+    elif unsettled:
+        status = "settling"
+    else:
+        status = "formed"
+    return {"status": status, "problems": problems + unsettled, "colocated": colocated}
 
 
 def colocated_pairs(nodes: list[dict]) -> list[str]:

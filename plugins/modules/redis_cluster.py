@@ -69,7 +69,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 status:
-  description: C(formed) after a successful run; C(empty) in check mode before creation.
+  description:
+    - C(formed) after a successful run; C(empty) in check mode before creation.
+    - On failure C(unreachable) (a node does not answer; the role retries), C(settling) (formed, but a
+      node still reports C(cluster_state:fail) after O(timeout) seconds), C(partial) (nodes disagree
+      on membership or slots; nothing is changed) or C(failed) (creation itself failed).
   returned: always
   type: str
   sample: formed
@@ -100,6 +104,7 @@ colocated:
   elements: str
 """
 
+import contextlib
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -232,6 +237,12 @@ def main():
 
     observed = probe(layout, params)
     verdict = assess(layout, observed)
+    if verdict["status"] == "settling":
+        # Formed, but a node still reports a failure it saw (a restart during formation); read-only wait.
+        with contextlib.suppress(TimeoutError):  # still settling after the timeout: reported below
+            wait_for(lambda: assess(layout, probe(layout, params))["status"] == "formed", params["timeout"], "ok")
+        observed = probe(layout, params)
+        verdict = assess(layout, observed)
     if verdict["status"] == "formed":
         module.exit_json(changed=False, **summary(layout, observed, verdict))
     if verdict["status"] == "empty" and params["state"] == "present":
@@ -240,7 +251,9 @@ def main():
         try:
             create(layout, observed, params)
         except (redis.RedisError, TimeoutError) as exc:
-            module.fail_json(msg=f"Redis Cluster creation failed: {exc}", layout=layout)
+            # status "failed", not "unreachable": the task retries only unreachable clusters, and a
+            # retry would report the half-made cluster as "partial" and hide this first error.
+            module.fail_json(msg=f"Redis Cluster creation failed: {exc}", status="failed", layout=layout)
         observed = probe(layout, params)
         verdict = assess(layout, observed)
         module.exit_json(changed=True, **summary(layout, observed, verdict))

@@ -107,6 +107,27 @@ def test_half_formed_cluster_is_refused_with_reasons():
     assert "10.0.0.3:7001 knows 1 nodes, expected 6" in verdict["problems"]
 
 
+def test_formed_cluster_still_reporting_a_failure_is_settling_not_partial():
+    # Seen in CI: a node restarted during formation; two nodes reported cluster_state:fail for a
+    # while although membership and slots were complete. Waiting is safe; refusing was not needed.
+    state = observed(INFO_OK)
+    for addr in ("10.0.0.1:7000", "10.0.0.1:7001"):
+        state[addr] = {"info": parse_info(INFO_OK.replace("ok", "fail")), "nodes": parse_nodes(NODES)}
+    verdict = assess(plan_layout(HOSTS, 7000, 7001), state)
+    assert verdict["status"] == "settling"
+    assert verdict["problems"] == [
+        "10.0.0.1:7000 reports cluster_state:fail",
+        "10.0.0.1:7001 reports cluster_state:fail",
+    ]
+
+
+def test_membership_problems_outrank_settling():
+    state = observed(INFO_OK)
+    state["10.0.0.1:7000"] = {"info": parse_info(INFO_OK.replace("ok", "fail")), "nodes": parse_nodes(NODES)}
+    state["10.0.0.3:7001"] = {"info": parse_info(INFO_EMPTY), "nodes": []}
+    assert assess(plan_layout(HOSTS, 7000, 7001), state)["status"] == "partial"
+
+
 def test_unreachable_node_is_named():
     state = observed(INFO_OK)
     state["10.0.0.2:7000"] = {"error": "Connection refused"}
