@@ -78,12 +78,14 @@ lab: lab-up deploy
 	@echo "rehab-agi ($(PHASE)) is up on the lab:"
 ifeq ($(PHASE),phase1)
 	@echo "  app (through nginx): http://127.0.0.1:8080/api/agi/health"
-else
-	@echo "  app (through HAProxy, 3 servers): http://127.0.0.1:8080/api/agi/health"
-	@echo "  HAProxy statistics:  http://127.0.0.1:8404/stats  (user admin, password in inventories/lab/group_vars/all/vault.yml)"
-	@echo "  Alertmanager:        http://127.0.0.1:9093"
-endif
 	@echo "  readiness:           http://127.0.0.1:8080/api/agi/health/ready"
+else
+	@echo "  app (through HAProxy, 3 servers): https://127.0.0.1:8443/api/agi/health"
+	@echo "  HAProxy statistics:  https://127.0.0.1:8404/stats  (user admin, password in inventories/lab/group_vars/all/vault.yml)"
+	@echo "  the lab CA (curl --cacert): ~/.local/share/rehab-scale/pki/rehab-lab/ca.pem"
+	@echo "  Alertmanager:        http://127.0.0.1:9093"
+	@echo "  readiness:           https://127.0.0.1:8443/api/agi/health/ready"
+endif
 	@echo "  Prometheus:          http://127.0.0.1:9090/targets"
 	@echo "Tear it down with:    make lab-down"
 

@@ -5,9 +5,11 @@
     .venv/bin/python benchmarks/phase2.py dead-server [--runs 5]
     .venv/bin/python benchmarks/phase2.py rolling
 
-throughput   wrk (Debian's, installed in lab-mon1 on first use) against one app server directly
-             (lab-app1's nginx) and through HAProxy (lab-lb1), same run, same URL (a cached
-             beneficiary read), same load; prints requests/s, average and p99 latency, and the ratio.
+throughput   wrk (Debian's, installed in lab-mon1 on first use) through HAProxy (lab-lb1) over plain HTTP
+             and over HTTPS, same run, same URL (a cached beneficiary read), same load; prints
+             requests/s, average and p99 latency, and the ratio. Plain HTTP only redirects by default,
+             so the run first re-deploys with haproxy_plaintext_reason set (both served), and puts
+             the default back after (two phase2.yml runs, about 40 s each).
 dead-server  under steady load, stop rehab-agi on lab-app2 (refused) or freeze it (hung, SIGSTOP) and
              time until HAProxy marks it DOWN; counts failed requests; mends it and waits until UP
              again. Repeated --runs times for each fault.
@@ -36,6 +38,7 @@ from rehab_testlib import (  # noqa: E402
     container_address,
     docker_exec,
     haproxy_status,
+    lab_tls_context,
     parse_haproxy_stat,
     run_playbook,
 )
@@ -49,11 +52,17 @@ def lb_address():
     return container_address(LB)
 
 
+@functools.cache
+def tls():
+    """Verify the lab's certificates with its own CA, as its clients do."""
+    return lab_tls_context(LB)
+
+
 def pool_status(server):
-    """The server's status from the statistics CSV: one HTTP request (milliseconds), not a docker exec."""
-    req = urllib.request.Request(f"http://{lb_address()}:8404/stats;csv")
+    """The server's status from the statistics CSV: one HTTPS request (milliseconds), not a docker exec."""
+    req = urllib.request.Request(f"https://{lb_address()}:8404/stats;csv")
     req.add_header("Authorization", "Basic " + base64.b64encode(STATS_AUTH.encode()).decode())
-    with urllib.request.urlopen(req, timeout=5) as response:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=5, context=tls()) as response:  # noqa: S310
         statuses = parse_haproxy_stat(response.read().decode())
     if server in statuses:
         return statuses[server]
@@ -67,7 +76,7 @@ def beneficiary_url(base):
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10, context=tls()) as response:  # noqa: S310
         created = json.loads(response.read())
     return f"/api/agi/beneficiaries/{created['id']}"
 
@@ -92,21 +101,34 @@ def wrk(url, duration, connections, threads):
     }
 
 
+def deploy(*extra):
+    out = run_playbook(ROOT / "playbooks/phase2.yml", *extra, inventory=ROOT / "inventories/lab")
+    if out.returncode != 0:
+        raise SystemExit(out.stdout[-3000:])
+
+
 def throughput(args):
     if docker_exec(CLIENT, "sh", "-c", "command -v wrk").returncode != 0:
         docker_exec(CLIENT, "apt-get", "install", "-y", "-q", "wrk", timeout=300)
-    path = beneficiary_url(f"http://{container_address(LB)}")
-    results = {}
-    for name, host in (("direct (lab-app1 nginx)", DIRECT), ("through HAProxy (lab-lb1)", LB)):
-        url = f"http://{host}:80{path}"  # explicit port: minbase has no /etc/services
-        wrk(url, 3, args.connections, args.threads)  # warm-up: cache filled, connections opened
-        results[name] = wrk(url, args.duration, args.connections, args.threads)
+    deploy("-e", "haproxy_plaintext_reason='benchmark: the plain HTTP figure'")
+    try:
+        path = beneficiary_url(f"https://{lb_address()}")
+        results = {}
+        # Explicit ports: minbase has no /etc/services.
+        for name, url in (
+            ("HAProxy, plain HTTP", f"http://{LB}:80{path}"),
+            ("HAProxy, HTTPS (TLS 1.3)", f"https://{LB}:443{path}"),
+        ):
+            wrk(url, 3, args.connections, args.threads)  # warm-up: cache filled, connections opened
+            results[name] = wrk(url, args.duration, args.connections, args.threads)
+    finally:
+        deploy()  # plain HTTP back to redirect-only
     for name, r in results.items():
         latency = f"avg {r['avg_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms"
         print(f"{name:28s} {r['rps']:8.0f} req/s  {latency}  non-2xx {r['non_2xx']}")
-    direct, balanced = results.values()
-    print(f"ratio HAProxy/direct: throughput {balanced['rps'] / direct['rps']:.2f}x, "
-          f"average latency {balanced['avg_ms'] / direct['avg_ms']:.2f}x")  # fmt: skip
+    plain, tls_ = results.values()
+    print(f"ratio HTTPS/plain: throughput {tls_['rps'] / plain['rps']:.2f}x, "
+          f"average latency {tls_['avg_ms'] / plain['avg_ms']:.2f}x")  # fmt: skip
 
 
 FAULTS = {
@@ -121,8 +143,8 @@ FAULTS = {
 
 
 def dead_server(args):
-    base = f"http://{container_address(LB)}"
-    load = HttpLoad(base + beneficiary_url(base))
+    base = f"https://{lb_address()}"
+    load = HttpLoad(base + beneficiary_url(base), context=tls())
     load.start()
     times = {fault: [] for fault in FAULTS}
     lb_address()  # resolved once, outside the timed loop
@@ -151,10 +173,10 @@ def dead_server(args):
 
 
 def rolling(args):
-    base = f"http://{container_address(LB)}"
+    base = f"https://{lb_address()}"
     current = docker_exec(DIRECT, "grep", "REHAB_AGI_LOG_LEVEL", "/etc/rehab-agi/rehab-agi.env").stdout
     level = "INFO" if "DEBUG" in current else "DEBUG"
-    load = HttpLoad(base + beneficiary_url(base))
+    load = HttpLoad(base + beneficiary_url(base), context=tls())
     load.start()
     playbook, inventory = ROOT / "playbooks/phase2.yml", ROOT / "inventories/lab"
     out = run_playbook(playbook, "-e", f"app_log_level={level}", inventory=inventory)

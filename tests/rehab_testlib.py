@@ -5,12 +5,21 @@ Everything here acts only on this machine and the lab's own containers.
 """
 
 import os
+import ssl
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The collection, importable as ansible_collections.rehab.scale wherever this module is imported
+# (Molecule verifiers run from their scenario directory): its facts, such as tls_path, are read
+# from the one place that defines them.
+if str(ROOT / "collections") not in sys.path:
+    sys.path.insert(0, str(ROOT / "collections"))
+from ansible_collections.rehab.scale.plugins.filter.tls_path import tls_path  # noqa: E402
+
 LAB_DB_PASSWORD = "lab-db-password-not-secret"  # inventories/lab/group_vars/all/vault.yml (throwaway)
 
 
@@ -194,12 +203,22 @@ def haproxy_status(lb, backend="rehab_agi"):
     return parse_haproxy_stat(haproxy_command(lb, "show stat"), backend)
 
 
-class HttpLoad(threading.Thread):
-    """GETs ``url`` in a loop until stopped; counts answers by status and by X-Served-By."""
+def lab_tls_context(node):
+    """An SSL context that trusts the environment's CA (read from ``node``) and checks host names."""
+    out = docker_exec(node, "cat", tls_path("ca"))
+    if out.returncode != 0:
+        raise AssertionError(f"{node}: no CA certificate at {tls_path('ca')}: {out.stderr}")
+    return ssl.create_default_context(cadata=out.stdout)
 
-    def __init__(self, url, timeout=5.0):
+
+class HttpLoad(threading.Thread):
+    """GETs ``url`` in a loop until stopped; counts answers by status and by X-Served-By.
+
+    ``context``: the SSL context for an https URL (lab_tls_context)."""
+
+    def __init__(self, url, timeout=5.0, context=None):
         super().__init__(daemon=True)
-        self.url, self.timeout = url, timeout
+        self.url, self.timeout, self.context = url, timeout, context
         self.by_status, self.by_server, self.errors = {}, {}, []
         self.stop = threading.Event()
 
@@ -209,7 +228,7 @@ class HttpLoad(threading.Thread):
 
         while not self.stop.is_set():
             try:
-                with urllib.request.urlopen(self.url, timeout=self.timeout) as response:  # noqa: S310 - lab URL
+                with urllib.request.urlopen(self.url, timeout=self.timeout, context=self.context) as response:  # noqa: S310
                     status, server = response.status, response.headers.get("X-Served-By", "?")
                     response.read()
             except urllib.error.HTTPError as exc:

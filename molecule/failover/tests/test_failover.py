@@ -395,7 +395,8 @@ def test_adding_a_replica_touches_no_other_node(tmp_path):
     try:
         assert wait_booted(new), f"{new} did not boot"
         started = {n: sql(n, "select pg_postmaster_start_time()", db="postgres") for n in NODES}
-        write_pg_inventory(tmp_path, "pgf-1", ["pgf-2", "pgf-3", new])
+        # The scenario's host_vars too: its nodes admit this machine as the app (rehab_client_networks).
+        write_pg_inventory(tmp_path, "pgf-1", ["pgf-2", "pgf-3", new], host_vars=ROOT / "molecule/failover/host_vars")
         out = run_playbook(
             Path(__file__).resolve().parent.parent / "converge.yml",
             "-e",

@@ -75,3 +75,43 @@ def test_wrong_typed_variable_named(tmp_path, unchanged, variable, value, messag
     assert "Preflight" in out.stdout
     # Nothing past the preflight ran.
     assert "PLAY [Phase 1 services]" not in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        # Two halves of the internet passed the old deny-list; the allow-list parses them.
+        (
+            '{"rehab_client_networks": ["0.0.0.0/1", "128.0.0.0/1"]}',
+            "postgresql_hba_entries: 0.0.0.0/1 is wider than /8",
+        ),
+        ('{"postgresql_monitor_networks": ["fd00::/16"]}', "postgresql_monitor_networks: fd00::/16 is wider than /32"),
+        ('{"redis_bind": ["127.0.0.1", "0.0.0.0 ::"]}', "redis_bind: '0.0.0.0 ::' is not one IP address"),
+        ('{"app_bind": ["::"]}', "app_bind: :: listens on every interface"),
+    ],
+)
+def test_bad_network_named(tmp_path, unchanged, extra, message):
+    out = run_phase1(inventory(tmp_path, list(HOSTS)), "-e", extra)
+    assert out.returncode != 0
+    assert message in out.stdout
+    assert "PLAY [Phase 1 services]" not in out.stdout
+
+
+def test_plaintext_vault_outside_the_lab_refused(tmp_path, unchanged):
+    # The lab's settings, but a vault.yml without the lab's "plaintext is fine here" line: refused,
+    # naming the file, before anything changes.
+    lab = ROOT / "inventories/lab/group_vars"
+    inv = inventory(tmp_path, list(HOSTS))
+    (tmp_path / "group_vars").unlink()
+    (tmp_path / "group_vars/all").mkdir(parents=True)
+    (tmp_path / "group_vars/lab").symlink_to(lab / "lab")
+    for name in ("main.yml", "lab.yml"):
+        (tmp_path / "group_vars/all" / name).symlink_to(lab / "all" / name)
+    vault = (lab / "all/vault.yml").read_text()
+    assert "rehab_vault_plaintext_ok: true" in vault
+    (tmp_path / "group_vars/all/vault.yml").write_text(vault.replace("rehab_vault_plaintext_ok: true", ""))
+    out = run_phase1(inv)
+    assert out.returncode != 0
+    assert "unencrypted vault file(s)" in out.stdout
+    assert f"{tmp_path}/group_vars/all/vault.yml" in out.stdout.replace("\n", "").replace(" ", "")
+    assert "PLAY [Phase 1 services]" not in out.stdout

@@ -24,6 +24,22 @@ def test_runs_unprivileged(host):
     assert host.user("rehab-agi").shell == "/usr/sbin/nologin"
 
 
+def test_runs_in_the_sandbox(host):
+    # What systemd applied to the running service, not what the unit file says.
+    def show(prop):
+        return host.check_output(f"systemctl show -p {prop} --value rehab-agi")
+
+    assert show("CapabilityBoundingSet") == ""
+    assert show("ProtectSystem") == "strict"
+    assert show("PrivateDevices") == "yes"
+    assert show("NoNewPrivileges") == "yes"
+    assert show("RestrictAddressFamilies") == "AF_UNIX AF_INET AF_INET6"
+    pid = show("MainPID")
+    # The process itself: no capabilities at all, and the root file system read-only to it.
+    assert host.check_output(f"grep CapEff /proc/{pid}/status").split()[1] == "0000000000000000"
+    assert "Read-only file system" in host.run(f"nsenter -t {pid} -m touch /usr/rehab-probe").stderr
+
+
 def test_env_file_protected(host):
     env = host.file("/etc/rehab-agi/rehab-agi.env")
     assert env.mode == 0o640

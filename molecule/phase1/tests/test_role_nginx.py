@@ -45,3 +45,13 @@ def test_status_endpoint_local_only(host):
 
 def test_default_site_gone(host):
     assert not host.file("/etc/nginx/sites-enabled/default").exists
+
+
+def test_security_headers_on_answers_and_errors(host):
+    for path in ("/api/agi/health", "/api/agi/beneficiaries/999999999"):
+        headers = host.check_output(f"curl -s -D - -o /dev/null http://127.0.0.1{path}")
+        assert "X-Content-Type-Options: nosniff" in headers, path
+        assert "X-Frame-Options: DENY" in headers, path
+        assert "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'" in headers, path
+        assert "Referrer-Policy: no-referrer" in headers, path
+        assert "Server: nginx\r" in headers, path  # server_tokens off: no version

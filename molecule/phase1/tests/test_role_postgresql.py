@@ -1,6 +1,8 @@
 """PostgreSQL role (was the postgresql scenario): scram-only access, hba from variables, RAM-derived
 tuning, extra settings from host_vars/p1-pg1.yml; on the Phase 1 database host."""
 
+import testinfra
+
 testinfra_hosts = ["p1-pg1"]
 
 PSQL = "PGPASSWORD='{pw}' psql -h {host} -U rehab -d rehab -Atc '{sql}'"
@@ -15,10 +17,20 @@ def test_service_running(host):
     assert host.service("postgresql@15-main").is_running
 
 
-def test_password_login_over_network_address(host):
-    out = host.run(PSQL.format(pw=GOOD, host=addr(host), sql="select current_user"))
+def test_password_login_from_the_app_server_only(host):
+    # pg_hba admits the app servers (and the cluster, and the monitoring networks), nobody else:
+    # the app server logs in over the network, the database host's own address is refused.
+    app = testinfra.get_host("docker://p1-app1")
+    login = (
+        f"import psycopg2; c = psycopg2.connect(host='{addr(host)}', user='rehab', password='{GOOD}', dbname='rehab');"
+        " cur = c.cursor(); cur.execute('select current_user'); print(cur.fetchone()[0])"
+    )
+    out = app.run(f'python3 -c "{login}"')
     assert out.rc == 0, out.stderr
     assert out.stdout.strip() == "rehab"
+    refused = host.run(PSQL.format(pw=GOOD, host=addr(host), sql="select 1"))
+    assert refused.rc != 0
+    assert "no pg_hba.conf entry" in refused.stderr
 
 
 def test_wrong_password_refused(host):

@@ -1,23 +1,61 @@
-"""Redis role (was the redis scenario): authentication required, ACL scoping, protected mode, memory
-limits; on the Phase 1 standalone Redis host."""
+"""Redis role (was the redis scenario): authentication required, one least-privilege ACL user per
+job, protected mode, memory limits, an exporter that cannot hand its password to another host; on
+the Phase 1 standalone Redis host."""
+
+import json
 
 testinfra_hosts = ["p1-redis1"]
 
+# inventories/lab/group_vars/all/vault.yml (throwaway lab secrets)
 ADMIN = "lab-redis-admin-not-secret"
 APP = "lab-redis-app-not-secret"
+EXPORTER = "lab-redis-exporter-not-secret"
+
+# A fake Redis on a free port that records what a client sends first, while the exporter is asked
+# to scrape it (/scrape?target=): the request a stranger could make to steal a password.
+CAPTURE = """
+import socket, threading, urllib.request
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+port = server.getsockname()[1]
+def scrape():
+    url = f"http://127.0.0.1:9121/scrape?target=redis://127.0.0.1:{port}"
+    try:
+        urllib.request.urlopen(url, timeout=10).read()
+    except Exception:
+        pass
+threading.Thread(target=scrape, daemon=True).start()
+server.settimeout(10)
+conn, _ = server.accept()
+conn.settimeout(2)
+data = b""
+try:
+    while len(data) < 4096:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+except OSError:
+    pass
+print(repr(data))
+"""
 
 
 def cli(host, args, user=None, password=None):
-    auth = f"--user {user} --pass {password} --no-auth-warning" if user else ""
-    return host.run(f"redis-cli -h 127.0.0.1 {auth} {args}")
+    """redis-cli with the password in the environment (REDISCLI_AUTH), never in argv."""
+    auth = f"REDISCLI_AUTH='{password}' redis-cli --user {user}" if user else "redis-cli"
+    return host.run(f"{auth} -h 127.0.0.1 {args}")
 
 
 def test_running(host):
     assert host.service("redis-server").is_running
 
 
-def test_unauthenticated_refused(host):
+def test_unauthenticated_refused_and_default_user_off(host):
     assert "NOAUTH" in cli(host, "ping").stdout
+    # The old shared `default` login no longer works with any password.
+    assert "WRONGPASS" in cli(host, "ping", "default", ADMIN).stdout + cli(host, "ping", "default", ADMIN).stderr
 
 
 def test_app_user_scoped_to_its_keys(host):
@@ -26,9 +64,15 @@ def test_app_user_scoped_to_its_keys(host):
     assert "NOPERM" in cli(host, "flushall", "rehab", APP).stdout
 
 
+def test_exporter_user_reads_server_state_and_nothing_else(host):
+    assert "redis_version" in cli(host, "info server", "exporter", EXPORTER).stdout
+    for command in ("get rehab:probe", "set rehab:probe 2", "config set maxmemory 1", "keys rehab:probe", "flushall"):
+        assert "NOPERM" in cli(host, command, "exporter", EXPORTER).stdout, command
+
+
 def test_admin_settings(host):
     def get(name):
-        return cli(host, f"config get {name}", "default", ADMIN).stdout.split()[1]
+        return cli(host, f"config get {name}", "admin", ADMIN).stdout.split()[1]
 
     assert get("protected-mode") == "yes"
     assert get("maxmemory") == str(128 * 1024 * 1024)
@@ -40,4 +84,23 @@ def test_admin_settings(host):
 def test_no_plaintext_password_on_disk(host):
     acl = host.file("/etc/redis/users.acl")
     assert acl.mode == 0o640
-    assert ADMIN not in acl.content_string and APP not in acl.content_string
+    for secret in (ADMIN, APP, EXPORTER):
+        assert secret not in acl.content_string
+    env = host.file("/etc/default/rehab-redis-exporter-standalone").content_string
+    assert EXPORTER not in env and ADMIN not in env
+
+
+def test_exporter_password_is_bound_to_the_local_instance(host):
+    passwords = host.file("/etc/default/rehab-redis-exporter-standalone.passwords.json")
+    assert passwords.mode == 0o640 and passwords.user == "root" and passwords.group == "prometheus"
+    assert json.loads(passwords.content_string) == {"redis://127.0.0.1:6379": EXPORTER}
+    # It does log in to its own instance (so the file is used, not ignored) ...
+    assert "redis_up 1" in host.check_output("curl -s http://127.0.0.1:9121/metrics")
+
+
+def test_scrape_of_another_target_carries_no_password(host):
+    # ... and a /scrape?target= naming another server gets no AUTH and no password.
+    sent = host.check_output(f"python3 -c '{CAPTURE}'")
+    assert sent != "b''", "the exporter never connected: the test proves nothing"
+    assert EXPORTER not in sent and ADMIN not in sent
+    assert "AUTH" not in sent.upper()

@@ -6,6 +6,7 @@ and leave the deployment as they found it. Traffic goes only to the scenario's o
 """
 
 import base64
+import http.client
 import json
 import os
 import subprocess
@@ -22,8 +23,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
     HttpLoad,
     container_address,
+    container_gateway,
     docker_exec,
     haproxy_status,
+    lab_tls_context,
     psql,
     run_playbook,
     wait_for,
@@ -44,11 +47,22 @@ ALERTS = {
 
 @pytest.fixture(scope="module")
 def lb():
-    return f"http://{container_address('p2-lb1')}"
+    return f"https://{container_address('p2-lb1')}"
+
+
+_TLS = {}
+
+
+def tls():
+    """Trust the environment's CA, as a client of the lab would (read once from the balancer)."""
+    if "context" not in _TLS:
+        _TLS["context"] = lab_tls_context("p2-lb1")
+    return _TLS["context"]
 
 
 def request(url, method="GET", body=None, auth=None):
-    """(status, headers, parsed JSON or text) of one request from this machine to a lab container."""
+    """(status, headers, parsed JSON or text) of one request from this machine to a lab container;
+    https URLs are verified against the environment's CA (host name included)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - lab URL
     if data is not None:
@@ -56,7 +70,8 @@ def request(url, method="GET", body=None, auth=None):
     if auth is not None:
         req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     try:
-        with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310
+        context = tls() if url.startswith("https:") else None
+        with urllib.request.urlopen(req, timeout=10, context=context) as response:  # noqa: S310
             status, headers, raw = response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
         status, headers, raw = exc.code, exc.headers, exc.read()
@@ -67,7 +82,10 @@ def request(url, method="GET", body=None, auth=None):
 
 
 def redis_cli(node, *args, port=7000):
-    out = docker_exec(node, "redis-cli", "--no-auth-warning", "-a", REDIS_ADMIN, "-p", str(port), *args)
+    # The admin user (the default user is off); the password through REDISCLI_AUTH, not -a.
+    out = docker_exec(
+        node, "env", f"REDISCLI_AUTH={REDIS_ADMIN}", "redis-cli", "--user", "admin", "-p", str(port), *args
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -80,6 +98,17 @@ def test_requests_through_haproxy_reach_all_three_app_servers(lb):
         served[headers["X-Served-By"]] = served.get(headers["X-Served-By"], 0) + 1
     assert sorted(served) == APPS
     assert min(served.values()) >= 9  # round robin: 10 each
+
+
+def test_plain_http_is_redirected_to_https_which_sends_hsts(lb):
+    address = container_address("p2-lb1")
+    conn = http.client.HTTPConnection(address, 80, timeout=10)
+    conn.request("GET", "/api/agi/health")
+    answer = conn.getresponse()
+    assert (answer.status, answer.getheader("Location")) == (301, f"https://{address}/api/agi/health")
+    status, headers, _ = request(f"{lb}/api/agi/health")  # verified: CA and IP address
+    assert status == 200
+    assert headers["Strict-Transport-Security"] == "max-age=31536000"
 
 
 def test_phase1_beneficiary_survives_the_upgrade(lb):
@@ -140,7 +169,7 @@ def test_the_phase1_standalone_redis_is_retired():
 
 
 def test_the_statistics_page_needs_the_password():
-    stats = f"http://{container_address('p2-lb1')}:8404/stats"
+    stats = f"https://{container_address('p2-lb1')}:8404/stats"
     assert request(stats)[0] == 401
     assert request(stats, auth=("admin", "wrong-password-here"))[0] == 401
     status, _, page = request(stats, auth=STATS)
@@ -171,6 +200,17 @@ def test_alert_rules_are_loaded_and_alertmanager_is_wired():
     assert request(f"http://{container_address('p2-mon1')}:9093/-/ready")[0] == 200
 
 
+def test_a_split_brain_alert_is_routed_to_the_webhook():
+    config = "/etc/prometheus/alertmanager.yml"
+    routed = docker_exec(
+        "p2-mon1", "amtool", "config", "routes", "test", f"--config.file={config}",
+        "alertname=PostgresSplitBrain", "severity=critical",
+    )  # fmt: skip
+    assert routed.returncode == 0, routed.stderr
+    assert routed.stdout.split() == ["default"]
+    assert "http://127.0.0.1:9199/alerts" in docker_exec("p2-mon1", "cat", config).stdout
+
+
 def test_redis_cluster_state_is_exported():
     api = f"http://{container_address('p2-mon1')}:9090/api/v1"
     wait_for(
@@ -196,9 +236,98 @@ def test_promtool_unit_tests_pass_on_the_rendered_rules():
     assert "SUCCESS" in out.stdout
 
 
+HOSTS = ["p2-lb1", *APPS, "p2-pg1", *REPLICAS, "p2-mon1"]
+# The balancer's front end is the one port meant for everybody (haproxy_listen_port, read below).
+PROBE = (
+    'for t in "$@"; do (timeout 2 bash -c "</dev/tcp/${t%:*}/${t#*:}" 2>/dev/null'
+    ' && echo "$t open" || echo "$t closed") & done; wait'
+)
+
+
+def listening(node):
+    """Every TCP port the host serves on a non-loopback address, from the host itself (ss)."""
+    out = docker_exec(node, "ss", "-ltnH")
+    assert out.returncode == 0, out.stderr
+    ports = set()
+    for line in out.stdout.splitlines():
+        local = line.split()[3]
+        address, port = local.rsplit(":", 1)
+        if not address.startswith(("127.", "[::1]")):
+            ports.add(int(port))
+    return ports
+
+
+def probe(source, targets):
+    """{'ip:port': 'open'|'closed'} as seen by a TCP connect from ``source`` (2 s per port)."""
+    out = docker_exec(source, "bash", "-c", PROBE, "probe", *targets, timeout=30)
+    return dict(line.rsplit(" ", 1) for line in out.stdout.split("\n") if line)
+
+
+@pytest.fixture(scope="module")
+def outsider():
+    """A container on the lab network that is in no inventory group (so in no allow-list)."""
+    network = subprocess.run(
+        ["docker", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", "p2-lb1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(["docker", "rm", "-f", "p2-outsider"], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", "p2-outsider", "--network", network, "--entrypoint", "sleep",
+         "rehab-scale/lab-base:bookworm", "infinity"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    yield "p2-outsider"
+    subprocess.run(["docker", "rm", "-f", "p2-outsider"], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def served():
+    """ip:port of every port a lab host serves beyond loopback, except the balancer's front end."""
+    front = {f"{container_address('p2-lb1')}:{port}" for port in (80, 443)}  # HTTP (redirect), HTTPS
+    targets = [f"{container_address(node)}:{port}" for node in HOSTS for port in sorted(listening(node))]
+    assert len(targets) > 20, targets  # PostgreSQL, Redis and its bus, exporters, Prometheus, ...
+    assert front <= set(targets)
+    return front, [t for t in targets if t not in front]
+
+
+def test_the_firewall_lets_an_outsider_reach_only_the_balancer_front_end(outsider, served):
+    front, targets = served
+    seen = probe(outsider, [*front, *targets])
+    for address in front:
+        assert seen.pop(address) == "open"
+    assert {t for t, state in seen.items() if state == "open"} == set(), "reachable from a host in no group"
+    assert len(seen) == len(targets)
+
+
+def test_without_the_firewall_the_same_probe_finds_them_open(outsider, served):
+    # So the test above cannot pass on closed services alone: stop the firewall, probe, restore.
+    _, targets = served
+    for node in HOSTS:
+        assert docker_exec(node, "systemctl", "stop", "rehab-firewall").returncode == 0
+    try:
+        seen = probe(outsider, targets)
+    finally:
+        for node in HOSTS:
+            assert docker_exec(node, "systemctl", "start", "rehab-firewall").returncode == 0
+    assert {t for t, state in seen.items() if state == "closed"} == set()
+    assert probe(outsider, targets[:3]) == dict.fromkeys(targets[:3], "closed")
+
+
+def test_the_right_groups_get_through_the_firewall():
+    pg1, app1 = container_address("p2-pg1"), container_address("p2-app1")
+    assert probe("p2-app1", [f"{pg1}:5432"]) == {f"{pg1}:5432": "open"}  # app -> PostgreSQL
+    assert probe("p2-mon1", [f"{app1}:9121", f"{pg1}:9187"]) == {f"{app1}:9121": "open", f"{pg1}:9187": "open"}
+    assert probe("p2-app2", [f"{app1}:17000"]) == {f"{app1}:17000": "open"}  # Redis bus between nodes
+    assert probe("p2-pg2", [f"{app1}:7000"]) == {f"{app1}:7000": "closed"}  # a database is no Redis client
+    ruleset = docker_exec("p2-app1", "nft", "list", "chain", "inet", "rehab", "input").stdout
+    assert f"ip saddr {container_gateway('p2-app1')} tcp dport 22 accept" in ruleset  # SSH from the control node
+
+
 def test_a_stopped_app_server_leaves_the_pool_within_3_s_and_no_request_fails(lb):
     _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Under fire"})
-    load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}")
+    load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}", context=tls())
     load.start()
     time.sleep(2)
     stopped = time.monotonic()
@@ -223,7 +352,7 @@ def test_a_stopped_app_server_leaves_the_pool_within_3_s_and_no_request_fails(lb
 
 def test_a_rolling_update_under_load_fails_no_request(lb):
     _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Rolled"})
-    load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}")
+    load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}", context=tls())
     load.start()
     # A configuration change to every app server: the play restarts them one at a time.
     out = run_playbook(ROOT / "playbooks/phase2.yml", "-e", "app_log_level=DEBUG", inventory=INVENTORY, timeout=900)
