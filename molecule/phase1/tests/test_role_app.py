@@ -33,7 +33,7 @@ def test_runs_in_the_sandbox(host):
     assert show("ProtectSystem") == "strict"
     assert show("PrivateDevices") == "yes"
     assert show("NoNewPrivileges") == "yes"
-    assert show("RestrictAddressFamilies") == "AF_UNIX AF_INET AF_INET6"
+    assert set(show("RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
     pid = show("MainPID")
     # The process itself: no capabilities at all, and the root file system read-only to it.
     assert host.check_output(f"grep CapEff /proc/{pid}/status").split()[1] == "0000000000000000"
