@@ -106,6 +106,7 @@ class AckedWriter(threading.Thread):
                 password=self.password,
                 connect_timeout=3,
                 target_session_attrs="read-write",
+                sslmode="require",  # the lab's PostgreSQL admits TCP clients over TLS only
             )
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -263,7 +264,9 @@ def try_write(host, row_id, password=LAB_DB_PASSWORD):
     import psycopg2  # noqa: PLC0415 - only the writers need the driver
 
     try:
-        conn = psycopg2.connect(host=host, dbname="rehab", user="rehab", password=password, connect_timeout=2)
+        conn = psycopg2.connect(
+            host=host, dbname="rehab", user="rehab", password=password, connect_timeout=2, sslmode="require"
+        )
     except psycopg2.Error:
         return False
     try:

@@ -520,7 +520,9 @@ def probe(spec, connect, timeout=2):
 
 def psycopg2_connector(psycopg2, **fixed):
     """connect(host=, port=, connect_timeout=) for probe(): psycopg2 with the fixed login settings
-    (dbname, user, password or passfile, application_name), autocommit on."""
+    (dbname, user, password or passfile, application_name, sslmode, sslrootcert), autocommit on.
+    Settings given as None are left to libpq's defaults."""
+    fixed = {key: value for key, value in fixed.items() if value is not None}
 
     def connect(host, port, connect_timeout):
         conn = psycopg2.connect(host=host, port=port, connect_timeout=connect_timeout, **fixed)
@@ -697,7 +699,7 @@ def guard_main(config_path, connect=None, controldata=None, sleep=time.sleep, cl
 
     Config (JSON, written by the postgresql role): name, data_dir, pg_controldata, peers
     [{name, host, port}], login_user, login_db, passfile, wait_seconds, connect_timeout,
-    state_file, fence_file, override_file.
+    state_file, fence_file, override_file, and optionally sslmode and sslrootcert (libpq's).
     """
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
@@ -718,6 +720,8 @@ def guard_main(config_path, connect=None, controldata=None, sleep=time.sleep, cl
             user=config["login_user"],
             passfile=config["passfile"],
             application_name="rehab-start-guard",
+            sslmode=config.get("sslmode"),
+            sslrootcert=config.get("sslrootcert"),
         )
 
     own = parse_controldata(controldata())

@@ -68,6 +68,16 @@ options:
     description: Database to connect to.
     type: str
     default: postgres
+  ssl_mode:
+    description:
+      - libpq's sslmode for every probe. C(verify-full) checks each node's certificate against
+        I(ssl_root_cert) and the address the node is probed at.
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+    default: prefer
+  ssl_root_cert:
+    description: CA certificate (on the host running the module) that node certificates chain to.
+    type: path
   connect_timeout:
     description: Seconds to wait for each node before calling it down (nodes are probed concurrently).
     type: int
@@ -286,6 +296,12 @@ ARGUMENT_SPEC = {
     "login_user": {"type": "str", "default": "postgres"},
     "login_password": {"type": "str", "no_log": True},
     "login_db": {"type": "str", "default": "postgres"},
+    "ssl_mode": {
+        "type": "str",
+        "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+        "default": "prefer",
+    },
+    "ssl_root_cert": {"type": "path"},
     "connect_timeout": {"type": "int", "default": 2},
     "system_identifier": {"type": "str"},
     "heard_bound_seconds": {"type": "float", "default": 4},
@@ -301,7 +317,11 @@ ARGUMENT_SPEC = {
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[("ssl_mode", "verify-full", ["ssl_root_cert"]), ("ssl_mode", "verify-ca", ["ssl_root_cert"])],
+        supports_check_mode=True,
+    )
     if not HAS_PSYCOPG2:
         module.fail_json(msg=missing_required_lib("psycopg2"))
     params = module.params
@@ -312,6 +332,8 @@ def main():
         user=params["login_user"],
         password=params["login_password"],
         application_name="rehab-failover-check",
+        sslmode=params["ssl_mode"],
+        sslrootcert=params["ssl_root_cert"],
     )
 
     def observe():

@@ -88,6 +88,12 @@ def test_wrong_typed_variable_named(tmp_path, unchanged, variable, value, messag
         ('{"postgresql_monitor_networks": ["fd00::/16"]}', "postgresql_monitor_networks: fd00::/16 is wider than /32"),
         ('{"redis_bind": ["127.0.0.1", "0.0.0.0 ::"]}', "redis_bind: '0.0.0.0 ::' is not one IP address"),
         ('{"app_bind": ["::"]}', "app_bind: :: listens on every interface"),
+        # TLS is required: a plaintext pg_hba entry contradicts it.
+        (
+            '{"postgresql_hba_entries": [{"type": "host", "database": "rehab", "user": "rehab",'
+            ' "address": "10.1.2.3"}]}',
+            "the entries for 10.1.2.3 have type host, but TLS is required",
+        ),
     ],
 )
 def test_bad_network_named(tmp_path, unchanged, extra, message):

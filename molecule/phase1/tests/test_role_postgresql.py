@@ -1,9 +1,16 @@
 """PostgreSQL role (was the postgresql scenario): scram-only access, hba from variables, RAM-derived
 tuning, extra settings from host_vars/p1-pg1.yml; on the Phase 1 database host."""
 
+import sys
+from pathlib import Path
+
 import testinfra
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from rehab_testlib import tls_path
+
 testinfra_hosts = ["p1-pg1"]
+CA = tls_path("ca")
 
 PSQL = "PGPASSWORD='{pw}' psql -h {host} -U rehab -d rehab -Atc '{sql}'"
 GOOD = "lab-db-password-not-secret"
@@ -17,20 +24,64 @@ def test_service_running(host):
     assert host.service("postgresql@15-main").is_running
 
 
+def app_login(host, sslmode):
+    """Log in as the app from the app server, as the app does (psycopg2), with this sslmode."""
+    login = (
+        f"import psycopg2; c = psycopg2.connect(host='{addr(host)}', user='rehab', password='{GOOD}',"
+        f" dbname='rehab', sslmode='{sslmode}', sslrootcert='{CA}'); cur = c.cursor();"
+        " cur.execute('select current_user'); print(cur.fetchone()[0])"
+    )
+    return testinfra.get_host("docker://p1-app1").run(f'python3 -c "{login}"')
+
+
 def test_password_login_from_the_app_server_only(host):
     # pg_hba admits the app servers (and the cluster, and the monitoring networks), nobody else:
     # the app server logs in over the network, the database host's own address is refused.
-    app = testinfra.get_host("docker://p1-app1")
-    login = (
-        f"import psycopg2; c = psycopg2.connect(host='{addr(host)}', user='rehab', password='{GOOD}', dbname='rehab');"
-        " cur = c.cursor(); cur.execute('select current_user'); print(cur.fetchone()[0])"
-    )
-    out = app.run(f'python3 -c "{login}"')
+    out = app_login(host, "verify-full")
     assert out.rc == 0, out.stderr
     assert out.stdout.strip() == "rehab"
     refused = host.run(PSQL.format(pw=GOOD, host=addr(host), sql="select 1"))
     assert refused.rc != 0
     assert "no pg_hba.conf entry" in refused.stderr
+
+
+def test_plaintext_refused(host):
+    # hostssl only: the same login without TLS matches no pg_hba line.
+    out = app_login(host, "disable")
+    assert out.rc != 0
+    assert "no encryption" in out.stderr, out.stderr
+
+
+def test_certificate_verifies_with_the_environment_ca(host):
+    # From the app server, as a client would: the server's certificate chains to the CA and names
+    # the address clients use (the one address rule).
+    app = testinfra.get_host("docker://p1-app1")
+    out = app.run(
+        f"openssl s_client -starttls postgres -connect {addr(host)}:5432 -CAfile {CA} -verify_return_error"
+        f" -verify_ip {addr(host)} </dev/null"
+    )
+    assert out.rc == 0, out.stderr[-2000:]
+    assert "Verify return code: 0 (ok)" in out.stdout
+
+
+def test_app_and_exporter_connect_over_tls(host):
+    # The app opens a connection for each readiness check, the exporter keeps one for its scrapes.
+    app = testinfra.get_host("docker://p1-app1")
+    assert app.run("curl -sf -m 10 http://127.0.0.1:5001/api/agi/health/ready").rc == 0
+    scrape = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9187/metrics', timeout=10).read()"
+    assert host.run(f'python3 -c "{scrape}"').rc == 0
+    # log_connections (host_vars/p1-pg1.yml): every login of the app says how it was encrypted.
+    log = host.check_output(
+        "grep -h 'connection authorized: user=rehab database=rehab' /var/log/postgresql/postgresql-15-main.log"
+    )
+    app_logins = [line for line in log.splitlines() if "application_name=rehab-agi" in line]
+    assert app_logins, log[-2000:]
+    assert all("SSL enabled (protocol=TLSv1." in line for line in app_logins), app_logins[-3:]
+    exporter = host.check_output(
+        'runuser -u postgres -- psql -Atc "select count(*), bool_and(s.ssl) from pg_stat_activity a'
+        " join pg_stat_ssl s using (pid) where a.usename = 'rehab_monitor'\""
+    )
+    assert exporter.split("|")[1] == "t", exporter
 
 
 def test_wrong_password_refused(host):

@@ -691,6 +691,25 @@ def test_psycopg2_connector_passes_the_login_and_sets_autocommit():
     ]
 
 
+def test_psycopg2_connector_passes_tls_settings_and_leaves_unset_ones_to_libpq():
+    calls = []
+
+    class Driver:
+        @staticmethod
+        def connect(**kwargs):
+            calls.append(kwargs)
+            return FakeConn()
+
+    # The start guard's configuration carries sslmode and sslrootcert (TLS) or neither (older files).
+    psycopg2_connector(Driver, user="m", sslmode="verify-full", sslrootcert="/etc/rehab-scale/tls/ca.pem")(
+        host="10.0.0.1", port=5432, connect_timeout=2
+    )
+    psycopg2_connector(Driver, user="m", sslmode=None, sslrootcert=None)(host="10.0.0.1", port=5432, connect_timeout=2)
+    assert calls[0]["sslmode"] == "verify-full"
+    assert calls[0]["sslrootcert"] == "/etc/rehab-scale/tls/ca.pem"
+    assert "sslmode" not in calls[1] and "sslrootcert" not in calls[1]
+
+
 def test_failover_waits_until_every_replica_replayed_what_it_holds():
     # pg2's receiver reconnected: its received LSN restarted at a segment start and its replay has
     # not reached the end of its local WAL yet, so its position is not final.
