@@ -83,10 +83,10 @@ else
 	@echo "  app (through HAProxy, 3 servers): https://127.0.0.1:8443/api/agi/health"
 	@echo "  HAProxy statistics:  https://127.0.0.1:8404/stats  (user admin, password in inventories/lab/group_vars/all/vault.yml)"
 	@echo "  the lab CA (curl --cacert): ~/.local/share/rehab-scale/pki/rehab-lab/ca.pem"
-	@echo "  Alertmanager:        http://127.0.0.1:9093"
+	@echo "  Alertmanager:        https://127.0.0.1:9093  (user rehab-monitor, password in vault.yml)"
 	@echo "  readiness:           https://127.0.0.1:8443/api/agi/health/ready"
 endif
-	@echo "  Prometheus:          http://127.0.0.1:9090/targets"
+	@echo "  Prometheus:          https://127.0.0.1:9090/targets  (user rehab-monitor, password in inventories/lab/group_vars/all/vault.yml)"
 	@echo "Tear it down with:    make lab-down"
 
 no-stale-copies:

@@ -20,7 +20,19 @@ if str(ROOT / "collections") not in sys.path:
     sys.path.insert(0, str(ROOT / "collections"))
 from ansible_collections.rehab.scale.plugins.filter.tls_path import tls_path  # noqa: E402
 
-LAB_DB_PASSWORD = "lab-db-password-not-secret"  # inventories/lab/group_vars/all/vault.yml (throwaway)
+LAB_VAULT = ROOT / "inventories/lab/group_vars/all/vault.yml"  # the throwaway lab's secrets, in plaintext
+
+
+def lab_secret(name):
+    """A value of the lab's vault.yml (throwaway secrets), read from there rather than copied."""
+    import yaml  # noqa: PLC0415 - PyYAML comes with ansible-core
+
+    return yaml.safe_load(LAB_VAULT.read_text())[name]
+
+
+LAB_DB_PASSWORD = lab_secret("vault_rehab_db_password")
+# Prometheus and Alertmanager login (rehab.scale.monitoring: monitoring_web_user, lab password).
+LAB_MONITORING_AUTH = ("rehab-monitor", lab_secret("vault_monitoring_web_password"))
 
 
 def run_playbook(playbook, *args, inventory=None, env=None, timeout=600):
@@ -210,6 +222,20 @@ def lab_tls_context(node):
     if out.returncode != 0:
         raise AssertionError(f"{node}: no CA certificate at {tls_path('ca')}: {out.stderr}")
     return ssl.create_default_context(cadata=out.stdout)
+
+
+def prometheus_api(host, path, port=9090):
+    """Prometheus' API (``data`` of the answer) from a testinfra ``host`` in the lab (the monitoring
+    host itself): HTTPS verified against the environment's CA at the host's address, with the login."""
+    import json  # noqa: PLC0415
+
+    address = host.interface("eth0").addresses[0]
+    user, password = LAB_MONITORING_AUTH
+    out = host.run(
+        f"curl -sf -m 10 --cacert {tls_path('ca')} -u {user}:{password} https://{address}:{port}/api/v1/{path}"
+    )
+    assert out.rc == 0, f"{path}: {out.stderr}"
+    return json.loads(out.stdout)["data"]
 
 
 class HttpLoad(threading.Thread):

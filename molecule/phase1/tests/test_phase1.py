@@ -1,9 +1,14 @@
 """Phase 1 verified as a user would: through nginx, with real PostgreSQL, Redis and Prometheus."""
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from rehab_testlib import prometheus_api as api
 
 testinfra_hosts = ["p1-mon1"]
 
@@ -68,8 +73,7 @@ def test_bad_body_is_400(host):
 def test_every_prometheus_target_up(host):
     deadline = time.time() + 60
     while True:
-        _, body = curl(host, "http://127.0.0.1:9090/api/v1/targets")
-        targets = json.loads(body)["data"]["activeTargets"]
+        targets = api(host, "targets")["activeTargets"]
         down = [t["labels"]["instance"] + "/" + t["labels"]["job"] for t in targets if t["health"] != "up"]
         if not down or time.time() > deadline:
             break

@@ -1,7 +1,11 @@
 """Monitoring role (was the monitoring scenario): node exporter everywhere, a valid Prometheus
 configuration, the guide's alert rules sent to Alertmanager. Every target up: test_phase1.py."""
 
-import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from rehab_testlib import prometheus_api as api
 
 testinfra_hosts = ["p1-mon1"]
 
@@ -20,12 +24,13 @@ def test_node_exporter_on_every_host(host):
 
 def test_alert_rules_loaded_and_sent_to_alertmanager(host):
     assert host.run("promtool check rules /etc/prometheus/rules/rehab-alerts.yml").rc == 0
-    rules = json.loads(host.check_output("curl -s http://127.0.0.1:9090/api/v1/rules"))["data"]["groups"]
+    rules = api(host, "rules")["groups"]
     alerts = {r["name"] for g in rules for r in g["rules"] if r["type"] == "alerting"}
     # Phase 1 has no replicas, so no ReplicaDown rule; phase2 checks that one and promtool tests them all.
     assert {"HostCpuHigh", "HostMemoryHigh", "HostDiskHigh", "RedisClusterNotOk"} <= alerts
     assert "ReplicaDown" not in alerts
     assert host.service("prometheus-alertmanager").is_running
     assert host.run("amtool check-config /etc/prometheus/alertmanager.yml").rc == 0
-    managers = json.loads(host.check_output("curl -s http://127.0.0.1:9090/api/v1/alertmanagers"))
-    assert [a["url"] for a in managers["data"]["activeAlertmanagers"]] == ["http://127.0.0.1:9093/api/v2/alerts"]
+    address = host.interface("eth0").addresses[0]
+    managers = api(host, "alertmanagers")["activeAlertmanagers"]
+    assert [a["url"] for a in managers] == [f"https://{address}:9093/api/v2/alerts"]

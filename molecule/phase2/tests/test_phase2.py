@@ -21,22 +21,25 @@ import pytest
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
+    LAB_MONITORING_AUTH,
     HttpLoad,
     container_address,
     container_gateway,
     docker_exec,
     haproxy_status,
+    lab_secret,
     lab_tls_context,
     psql,
     run_playbook,
+    tls_path,
     wait_for,
 )
 
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
 APPS = ["p2-app1", "p2-app2", "p2-app3"]
 REPLICAS = ["p2-pg2", "p2-pg3", "p2-pg4"]
-REDIS_ADMIN = "lab-redis-admin-not-secret"  # inventories/lab/group_vars/all/vault.yml (throwaway)
-STATS = ("admin", "lab-haproxy-stats-not-secret")
+REDIS_ADMIN = lab_secret("vault_rehab_redis_password")
+STATS = ("admin", lab_secret("vault_haproxy_stats_password"))
 ALERTS = {
     "HostCpuHigh", "HostMemoryHigh", "HostDiskHigh", "ErrorRateHigh", "ResponseTimeHigh", "RequestQueueBuilding",
     "CacheHitRateLow", "BackendServerDown", "BackendNoServers", "DatabaseConnectionsHigh", "ReplicationLagHigh",
@@ -176,15 +179,47 @@ def test_the_statistics_page_needs_the_password():
     assert status == 200 and "rehab_agi" in page
 
 
-def test_prometheus_sees_every_target_up():
-    api = f"http://{container_address('p2-mon1')}:9090/api/v1"
+def prometheus(path):
+    """GET on Prometheus' API from this machine, over HTTPS with the lab's login; the parsed answer."""
+    status, _, body = request(f"https://{container_address('p2-mon1')}:9090/api/v1/{path}", auth=LAB_MONITORING_AUTH)
+    assert status == 200, (path, status, body)
+    return body["data"]
 
+
+def test_prometheus_and_alertmanager_need_the_login():
+    for port in (9090, 9093):
+        base = f"https://{container_address('p2-mon1')}:{port}"
+        assert request(f"{base}/-/ready")[0] == 401
+        assert request(f"{base}/-/ready", auth=(LAB_MONITORING_AUTH[0], "wrong-password-here"))[0] == 401
+        assert request(f"{base}/-/ready", auth=LAB_MONITORING_AUTH)[0] == 200
+        # Plain HTTP gets only "Client sent an HTTP request to an HTTPS server" (400).
+        assert request(f"http://{container_address('p2-mon1')}:{port}/-/ready")[0] == 400
+    # The lifecycle endpoints are off: even with the login, /-/quit stops nothing.
+    base = f"https://{container_address('p2-mon1')}:9090"
+    assert request(f"{base}/-/quit", method="POST", auth=LAB_MONITORING_AUTH)[0] == 403
+    assert request(f"{base}/-/ready", auth=LAB_MONITORING_AUTH)[0] == 200
+
+
+def test_prometheus_and_alertmanager_certificates_verify():
+    # As openssl sees them from the monitoring host: chained to the lab CA, naming the address.
+    address = container_address("p2-mon1")
+    for port in (9090, 9093):
+        out = docker_exec(
+            "p2-mon1", "sh", "-c",
+            f"openssl s_client -connect {address}:{port} -CAfile {tls_path('ca')} -verify_return_error"
+            f" -verify_ip {address} </dev/null",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "Verify return code: 0 (ok)" in out.stdout
+
+
+def test_prometheus_sees_every_target_up():
     def all_up():
-        targets = request(f"{api}/targets")[2]["data"]["activeTargets"]
+        targets = prometheus("targets")["activeTargets"]
         return targets and all(t["health"] == "up" for t in targets)
 
     wait_for(all_up, 90, "every Prometheus target up")
-    targets = request(f"{api}/targets")[2]["data"]["activeTargets"]
+    targets = prometheus("targets")["activeTargets"]
     jobs = {t["labels"]["job"] for t in targets}
     assert jobs == {"prometheus", "node", "rehab-agi", "postgres", "redis", "haproxy", "alertmanager"}
     assert len([t for t in targets if t["labels"]["job"] == "redis"]) == 6
@@ -192,12 +227,13 @@ def test_prometheus_sees_every_target_up():
 
 
 def test_alert_rules_are_loaded_and_alertmanager_is_wired():
-    api = f"http://{container_address('p2-mon1')}:9090/api/v1"
-    groups = request(f"{api}/rules")[2]["data"]["groups"]
+    groups = prometheus("rules")["groups"]
     loaded = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
     assert loaded >= ALERTS, sorted(ALERTS - loaded)
-    wait_for(lambda: request(f"{api}/alertmanagers")[2]["data"]["activeAlertmanagers"], 30, "an active Alertmanager")
-    assert request(f"http://{container_address('p2-mon1')}:9093/-/ready")[0] == 200
+    wait_for(lambda: prometheus("alertmanagers")["activeAlertmanagers"], 30, "an active Alertmanager")
+    # Prometheus delivers alerts over HTTPS, to the address the certificate names.
+    managers = [a["url"] for a in prometheus("alertmanagers")["activeAlertmanagers"]]
+    assert managers == [f"https://{container_address('p2-mon1')}:9093/api/v2/alerts"]
 
 
 def test_a_split_brain_alert_is_routed_to_the_webhook():
@@ -212,9 +248,8 @@ def test_a_split_brain_alert_is_routed_to_the_webhook():
 
 
 def test_redis_cluster_state_is_exported():
-    api = f"http://{container_address('p2-mon1')}:9090/api/v1"
     wait_for(
-        lambda: len(request(f"{api}/query?query=redis_cluster_state%3D%3D1")[2]["data"]["result"]) == 6,
+        lambda: len(prometheus("query?query=redis_cluster_state%3D%3D1")["result"]) == 6,
         60,
         "redis_cluster_state 1 from all six instances",
     )

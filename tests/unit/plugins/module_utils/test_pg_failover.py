@@ -666,8 +666,8 @@ def test_received_is_at_least_replayed():
     assert node.received_lsn == lsn_to_int("0/40C6750")
 
 
-def test_psycopg2_connector_passes_the_login_and_sets_autocommit():
-    calls = []
+def recording_driver(calls):
+    """A stand-in for the psycopg2 module that records each connect()'s keyword arguments."""
 
     class Driver:
         @staticmethod
@@ -675,6 +675,12 @@ def test_psycopg2_connector_passes_the_login_and_sets_autocommit():
             calls.append(kwargs)
             return FakeConn()
 
+    return Driver
+
+
+def test_psycopg2_connector_passes_the_login_and_sets_autocommit():
+    calls = []
+    Driver = recording_driver(calls)  # noqa: N806 - stands for a module
     conn = psycopg2_connector(Driver, dbname="postgres", user="rehab_monitor", passfile="/p")(
         host="10.0.0.1", port=5432, connect_timeout=2
     )
@@ -693,12 +699,7 @@ def test_psycopg2_connector_passes_the_login_and_sets_autocommit():
 
 def test_psycopg2_connector_passes_tls_settings_and_leaves_unset_ones_to_libpq():
     calls = []
-
-    class Driver:
-        @staticmethod
-        def connect(**kwargs):
-            calls.append(kwargs)
-            return FakeConn()
+    Driver = recording_driver(calls)  # noqa: N806 - stands for a module
 
     # The start guard's configuration carries sslmode and sslrootcert (TLS) or neither (older files).
     psycopg2_connector(Driver, user="m", sslmode="verify-full", sslrootcert="/etc/rehab-scale/tls/ca.pem")(
