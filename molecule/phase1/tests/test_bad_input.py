@@ -99,7 +99,7 @@ def test_wrong_typed_variable_named(tmp_path, unchanged, variable, value, messag
 def test_bad_network_named(tmp_path, unchanged, extra, message):
     out = run_phase1(inventory(tmp_path, list(HOSTS)), "-e", extra)
     assert out.returncode != 0
-    assert message in out.stdout
+    assert message in out.text
     assert "PLAY [Phase 1 services]" not in out.stdout
 
 
