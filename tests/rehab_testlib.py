@@ -182,6 +182,20 @@ def docker_exec(node, *command, timeout=60):
     )
 
 
+def assert_tls_verified(client, address, port, starttls=None):
+    """From the lab container ``client``, as openssl sees the server at ``address:port``: its
+    certificate chains to the environment's CA and names ``address`` (openssl s_client
+    -verify_return_error -verify_ip). ``starttls``: e.g. "postgres" for PostgreSQL's negotiation."""
+    starttls = f" -starttls {starttls}" if starttls else ""
+    out = docker_exec(
+        client, "sh", "-c",
+        f"openssl s_client{starttls} -connect {address}:{port} -CAfile {tls_path('ca')} -verify_return_error"
+        f" -verify_ip {address} </dev/null",
+    )  # fmt: skip
+    assert out.returncode == 0, f"{address}:{port} from {client}: {out.stderr[-2000:]}"
+    assert "Verify return code: 0 (ok)" in out.stdout, f"{address}:{port} from {client}"
+
+
 HAPROXY_SOCKET_CLIENT = (
     "import socket, sys\n"
     "s = socket.socket(socket.AF_UNIX)\n"

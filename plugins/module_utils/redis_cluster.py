@@ -141,3 +141,10 @@ def colocated_pairs(nodes: list[dict]) -> list[str]:
         if "slave" in node["flags"] and same_host:
             pairs.append(f"{node['addr']} -> {master['addr']}")
     return sorted(pairs)
+
+
+def tls_settings(params):
+    """redis-py's TLS arguments: verify the chain and the address the node is reached at."""
+    if not params.get("tls"):
+        return {}
+    return {"ssl": True, "ssl_ca_certs": params["ca_cert"], "ssl_cert_reqs": "required", "ssl_check_hostname": True}

@@ -43,6 +43,15 @@ options:
     description: Its password.
     type: str
     required: true
+  tls:
+    description:
+      - Connect over TLS and verify each node's certificate against I(ca_cert) and the address it is
+        reached at (the servers run with C(tls-port) and C(port 0)).
+    type: bool
+    default: false
+  ca_cert:
+    description: CA certificate the nodes' certificates chain to; required with I(tls).
+    type: path
   timeout:
     description: Seconds to wait for the cluster to converge after creation.
     type: int
@@ -115,6 +124,7 @@ from ansible_collections.rehab.scale.plugins.module_utils.redis_cluster import (
     parse_info,
     parse_nodes,
     plan_layout,
+    tls_settings,
 )
 
 try:
@@ -132,6 +142,7 @@ def connect(addr, params):
         port=int(port),
         username=params["login_user"],
         password=params["login_password"],
+        **tls_settings(params),
         socket_timeout=5,
         socket_connect_timeout=3,
         decode_responses=True,
@@ -222,9 +233,12 @@ def main():
             "replica_port": {"type": "int", "default": 7001},
             "login_user": {"type": "str", "default": "default"},
             "login_password": {"type": "str", "required": True, "no_log": True},
+            "tls": {"type": "bool", "default": False},
+            "ca_cert": {"type": "path"},
             "timeout": {"type": "int", "default": 60},
             "state": {"type": "str", "choices": ["present", "checked"], "default": "present"},
         },
+        required_if=[("tls", True, ["ca_cert"])],
         supports_check_mode=True,
     )
     if not HAS_REDIS:

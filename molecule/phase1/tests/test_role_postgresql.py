@@ -7,7 +7,7 @@ from pathlib import Path
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from rehab_testlib import tls_path
+from rehab_testlib import assert_tls_verified, tls_path
 
 testinfra_hosts = ["p1-pg1"]
 CA = tls_path("ca")
@@ -55,13 +55,7 @@ def test_plaintext_refused(host):
 def test_certificate_verifies_with_the_environment_ca(host):
     # From the app server, as a client would: the server's certificate chains to the CA and names
     # the address clients use (the one address rule).
-    app = testinfra.get_host("docker://p1-app1")
-    out = app.run(
-        f"openssl s_client -starttls postgres -connect {addr(host)}:5432 -CAfile {CA} -verify_return_error"
-        f" -verify_ip {addr(host)} </dev/null"
-    )
-    assert out.rc == 0, out.stderr[-2000:]
-    assert "Verify return code: 0 (ok)" in out.stdout
+    assert_tls_verified("p1-app1", addr(host), 5432, starttls="postgres")
 
 
 def test_app_and_exporter_connect_over_tls(host):
@@ -115,3 +109,4 @@ def test_tuning_derived_from_memory(host):
 def test_extra_settings_applied(host):
     out = host.run("runuser -u postgres -- psql -Atc 'show log_min_duration_statement'")
     assert out.stdout.strip() == "500ms"
+

@@ -3,13 +3,18 @@ job, protected mode, memory limits, an exporter that cannot hand its password to
 the Phase 1 standalone Redis host."""
 
 import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from rehab_testlib import assert_tls_verified, lab_secret, tls_path
 
 testinfra_hosts = ["p1-redis1"]
 
-# inventories/lab/group_vars/all/vault.yml (throwaway lab secrets)
-ADMIN = "lab-redis-admin-not-secret"
-APP = "lab-redis-app-not-secret"
-EXPORTER = "lab-redis-exporter-not-secret"
+ADMIN = lab_secret("vault_rehab_redis_password")
+APP = lab_secret("vault_rehab_redis_app_password")
+EXPORTER = lab_secret("vault_rehab_redis_exporter_password")
+CA = tls_path("ca")
 
 # A fake Redis on a free port that records what a client sends first, while the exporter is asked
 # to scrape it (/scrape?target=): the request a stranger could make to steal a password.
@@ -42,10 +47,23 @@ print(repr(data))
 """
 
 
-def cli(host, args, user=None, password=None):
-    """redis-cli with the password in the environment (REDISCLI_AUTH), never in argv."""
+def addr(host):
+    return host.interface("eth0").addresses[0]
+
+
+def cli(host, args, user=None, password=None, tls=True):
+    """redis-cli over TLS (the environment's CA) to the host's address, with the password in the
+    environment (REDISCLI_AUTH), never in argv."""
     auth = f"REDISCLI_AUTH='{password}' redis-cli --user {user}" if user else "redis-cli"
-    return host.run(f"{auth} -h 127.0.0.1 {args}")
+    return host.run(f"{auth} {f'--tls --cacert {CA}' if tls else ''} -h {addr(host)} {args}")
+
+
+def test_plaintext_refused_and_tls_verified(host):
+    # port 0: nothing answers plaintext; the TLS port drops a plaintext client before any reply.
+    plain = cli(host, "ping", tls=False)
+    assert "PONG" not in plain.stdout and "NOAUTH" not in plain.stdout, plain.stdout
+    assert_tls_verified("p1-app1", addr(host), 6379)
+    assert "NOAUTH" in cli(host, "ping").stdout  # over TLS it answers, and still wants a login
 
 
 def test_running(host):
@@ -93,7 +111,7 @@ def test_no_plaintext_password_on_disk(host):
 def test_exporter_password_is_bound_to_the_local_instance(host):
     passwords = host.file("/etc/default/rehab-redis-exporter-standalone.passwords.json")
     assert passwords.mode == 0o640 and passwords.user == "root" and passwords.group == "prometheus"
-    assert json.loads(passwords.content_string) == {"redis://127.0.0.1:6379": EXPORTER}
+    assert json.loads(passwords.content_string) == {f"rediss://{addr(host)}:6379": EXPORTER}
     # It does log in to its own instance (so the file is used, not ignored) ...
     assert "redis_up 1" in host.check_output("curl -s http://127.0.0.1:9121/metrics")
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
     LAB_MONITORING_AUTH,
     HttpLoad,
+    assert_tls_verified,
     container_address,
     container_gateway,
     docker_exec,
@@ -87,7 +88,20 @@ def request(url, method="GET", body=None, auth=None):
 def redis_cli(node, *args, port=7000):
     # The admin user (the default user is off); the password through REDISCLI_AUTH, not -a.
     out = docker_exec(
-        node, "env", f"REDISCLI_AUTH={REDIS_ADMIN}", "redis-cli", "--user", "admin", "-p", str(port), *args
+        node,
+        "env",
+        f"REDISCLI_AUTH={REDIS_ADMIN}",
+        "redis-cli",
+        "--tls",
+        "--cacert",
+        tls_path("ca"),
+        "-h",
+        container_address(node),
+        "--user",
+        "admin",
+        "-p",
+        str(port),
+        *args,
     )
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -202,15 +216,8 @@ def test_prometheus_and_alertmanager_need_the_login():
 
 def test_prometheus_and_alertmanager_certificates_verify():
     # As openssl sees them from the monitoring host: chained to the lab CA, naming the address.
-    address = container_address("p2-mon1")
     for port in (9090, 9093):
-        out = docker_exec(
-            "p2-mon1", "sh", "-c",
-            f"openssl s_client -connect {address}:{port} -CAfile {tls_path('ca')} -verify_return_error"
-            f" -verify_ip {address} </dev/null",
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert "Verify return code: 0 (ok)" in out.stdout
+        assert_tls_verified("p2-mon1", container_address("p2-mon1"), port)
 
 
 def test_prometheus_sees_every_target_up():
@@ -245,6 +252,28 @@ def test_a_split_brain_alert_is_routed_to_the_webhook():
     assert routed.returncode == 0, routed.stderr
     assert routed.stdout.split() == ["default"]
     assert "http://127.0.0.1:9199/alerts" in docker_exec("p2-mon1", "cat", config).stdout
+
+
+def test_redis_clients_replication_and_bus_use_tls_only():
+    settings = {name: redis_cli("p2-app1", "config", "get", name).split()[1] for name in
+                ("port", "tls-port", "tls-replication", "tls-cluster")}  # fmt: skip
+    assert settings == {"port": "0", "tls-port": "7000", "tls-replication": "yes", "tls-cluster": "yes"}
+    # The client port completes a handshake verified against the lab CA (clients log in by ACL user).
+    address = container_address("p2-app1")
+    assert_tls_verified("p2-app2", address, 7000)
+    # The cluster bus authenticates its peers: a handshake without a certificate from the CA is
+    # refused; with a cluster host's own certificate and key it completes, verified both ways.
+    bus = (
+        f"openssl s_client -connect {address}:17000 -CAfile {tls_path('ca')} -verify_return_error -verify_ip {address}"
+    )
+    anonymous = docker_exec("p2-app2", "sh", "-c", f"echo | {bus}")
+    assert anonymous.returncode != 0 and "certificate required" in anonymous.stderr, anonymous.stderr[-1000:]
+    peer = docker_exec(
+        "p2-app2", "sh", "-c", f"echo | {bus} -cert {tls_path('certificate')} -key {tls_path('key')}"
+    )  # fmt: skip
+    assert peer.returncode == 0 and "Verify return code: 0 (ok)" in peer.stdout, peer.stderr[-1000:]
+    # Replicas stream from their masters over TLS (tls-replication): the link is up.
+    assert "master_link_status:up" in redis_cli("p2-app1", "info", "replication", port=7001)
 
 
 def test_redis_cluster_state_is_exported():

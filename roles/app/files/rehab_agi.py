@@ -65,6 +65,8 @@ class Config:
         self.redis_cluster = env.get("REHAB_AGI_REDIS_CLUSTER", "false").lower() in ("1", "true", "yes")
         self.redis_user = env.get("REHAB_AGI_REDIS_USER") or None
         self.redis_password = env.get("REHAB_AGI_REDIS_PASSWORD") or None
+        # TLS to Redis when set: the CA certificate the servers' certificates chain to.
+        self.redis_tls_ca = env.get("REHAB_AGI_REDIS_TLS_CA") or None
         self.cache_ttl = int(env.get("REHAB_AGI_CACHE_TTL", "300"))
         self.check_timeout = float(env.get("REHAB_AGI_CHECK_TIMEOUT", "2"))
 
@@ -204,6 +206,9 @@ class Cache:
             "socket_connect_timeout": config.check_timeout,
             "decode_responses": True,
         }
+        if config.redis_tls_ca:
+            # The chain and the address each node is reached at, as PostgreSQL's verify-full.
+            common.update(ssl=True, ssl_ca_certs=config.redis_tls_ca, ssl_cert_reqs="required", ssl_check_hostname=True)
         if config.redis_cluster:
             nodes = [ClusterNode(*self._split(n)) for n in config.redis_nodes]
             return RedisCluster(startup_nodes=nodes, **common)

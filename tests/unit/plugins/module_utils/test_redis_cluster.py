@@ -13,6 +13,7 @@ from ansible_collections.rehab.scale.plugins.module_utils.redis_cluster import (
     parse_nodes,
     plan_layout,
     slot_ranges,
+    tls_settings,
 )
 
 HOSTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
@@ -139,3 +140,17 @@ def test_unreachable_node_is_named():
 def test_colocated_pair_is_reported():
     nodes = parse_nodes(NODES.replace("a2 10.0.0.1:7001@17001 slave b1", "a2 10.0.0.1:7001@17001 slave a1"))
     assert colocated_pairs(nodes) == ["10.0.0.1:7001 -> 10.0.0.1:7000"]
+
+
+def test_tls_verifies_the_chain_and_the_address():
+    settings = tls_settings({"tls": True, "ca_cert": "/etc/rehab-scale/tls/ca.pem"})
+    assert settings == {
+        "ssl": True,
+        "ssl_ca_certs": "/etc/rehab-scale/tls/ca.pem",
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+    }
+
+
+def test_plaintext_adds_nothing():
+    assert tls_settings({"tls": False, "ca_cert": None}) == {}
