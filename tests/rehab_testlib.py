@@ -238,6 +238,23 @@ def lab_tls_context(node):
     return ssl.create_default_context(cadata=out.stdout)
 
 
+def assert_sandboxed(host, unit):
+    """The sandbox of rehab.scale.systemd_sandbox, as systemd applied it to the running ``unit`` on
+    the testinfra ``host`` (not what a unit file says), and a process with no capability at all."""
+
+    def show(prop):
+        return host.check_output(f"systemctl show -p {prop} --value {unit}")
+
+    assert show("CapabilityBoundingSet") == "", unit
+    assert show("ProtectSystem") == "strict", unit
+    assert show("PrivateDevices") == "yes", unit
+    assert show("NoNewPrivileges") == "yes", unit
+    assert set(show("RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}, unit
+    status = host.check_output(f"cat /proc/{show('MainPID')}/status")
+    caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith("Cap"))
+    assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000", (unit, caps)
+
+
 def prometheus_api(host, path, port=9090):
     """Prometheus' API (``data`` of the answer) from a testinfra ``host`` in the lab (the monitoring
     host itself): HTTPS verified against the environment's CA at the host's address, with the login."""

@@ -2,8 +2,13 @@
 real PostgreSQL and Redis; on the Phase 1 app host, its database on p1-pg1."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from rehab_testlib import assert_sandboxed
 
 testinfra_hosts = ["p1-app1"]
 
@@ -25,19 +30,7 @@ def test_runs_unprivileged(host):
 
 
 def test_runs_in_the_sandbox(host):
-    # What systemd applied to the running service, not what the unit file says.
-    def show(prop):
-        return host.check_output(f"systemctl show -p {prop} --value rehab-agi")
-
-    assert show("CapabilityBoundingSet") == ""
-    assert show("ProtectSystem") == "strict"
-    assert show("PrivateDevices") == "yes"
-    assert show("NoNewPrivileges") == "yes"
-    assert set(show("RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
-    # The process itself: no capability at all, effective or permitted.
-    status = host.check_output(f"cat /proc/{show('MainPID')}/status")
-    caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith("Cap"))
-    assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000"
+    assert_sandboxed(host, "rehab-agi")
 
 
 def test_env_file_protected(host):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from rehab_testlib import assert_sandboxed
 from rehab_testlib import prometheus_api as api
 
 testinfra_hosts = ["p1-mon1"]
@@ -34,3 +35,7 @@ def test_alert_rules_loaded_and_sent_to_alertmanager(host):
     address = host.interface("eth0").addresses[0]
     managers = api(host, "alertmanagers")["activeAlertmanagers"]
     assert [a["url"] for a in managers] == [f"https://{address}:9093/api/v2/alerts"]
+
+
+def test_node_exporter_runs_in_the_sandbox(host):
+    assert_sandboxed(host, "prometheus-node-exporter")

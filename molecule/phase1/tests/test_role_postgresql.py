@@ -7,7 +7,7 @@ from pathlib import Path
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from rehab_testlib import assert_tls_verified, tls_path
+from rehab_testlib import assert_sandboxed, assert_tls_verified, tls_path
 
 testinfra_hosts = ["p1-pg1"]
 CA = tls_path("ca")
@@ -110,3 +110,21 @@ def test_extra_settings_applied(host):
     out = host.run("runuser -u postgres -- psql -Atc 'show log_min_duration_statement'")
     assert out.stdout.strip() == "500ms"
 
+
+def test_exporter_runs_in_the_sandbox(host):
+    assert_sandboxed(host, "prometheus-postgres-exporter")
+
+
+def test_service_roles_hold_only_what_they_need(host):
+    # The monitoring role reads statistics (pg_monitor) and nothing else; no login role but postgres
+    # is a superuser or may create roles or databases.
+    roles = host.check_output(
+        'runuser -u postgres -- psql -Atc "select rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication'
+        ' from pg_roles where rolcanlogin order by 1"'
+    )
+    assert roles.splitlines() == ["postgres|t|t|t|t", "rehab|f|f|f|f", "rehab_monitor|f|f|f|f"], roles
+    member_of = host.check_output(
+        'runuser -u postgres -- psql -Atc "select b.rolname from pg_auth_members m join pg_roles a on a.oid = m.member'
+        " join pg_roles b on b.oid = m.roleid where a.rolname = 'rehab_monitor'\""
+    )
+    assert member_of.split() == ["pg_monitor"]
