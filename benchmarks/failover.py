@@ -78,6 +78,7 @@ def first_write_after(start, hosts, first_id, deadline):
                     password=PASSWORD,
                     connect_timeout=1,
                     target_session_attrs="read-write",
+                    sslmode="require",  # the lab's PostgreSQL admits TCP clients over TLS only
                 )
                 conn.autocommit = True
                 with conn.cursor() as cur:
