@@ -77,8 +77,9 @@ lab: lab-up deploy
 	@echo
 	@echo "rehab-agi ($(PHASE)) is up on the lab:"
 ifeq ($(PHASE),phase1)
-	@echo "  app (through nginx): http://127.0.0.1:8080/api/agi/health"
-	@echo "  readiness:           http://127.0.0.1:8080/api/agi/health/ready"
+	@echo "  app (through nginx): https://127.0.0.1:8443/api/agi/health"
+	@echo "  readiness:           https://127.0.0.1:8443/api/agi/health/ready"
+	@echo "  the lab CA (curl --cacert): ~/.local/share/rehab-scale/pki/rehab-lab/ca.pem"
 else
 	@echo "  app (through HAProxy, 3 servers): https://127.0.0.1:8443/api/agi/health"
 	@echo "  HAProxy statistics:  https://127.0.0.1:8404/stats  (user admin, password in inventories/lab/group_vars/all/vault.yml)"

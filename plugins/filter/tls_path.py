@@ -18,6 +18,21 @@ PATHS = {
     "csr": f"{DIRECTORY}/host.csr",
 }
 KEY_GROUP = "rehab-tls"
+# What every TLS server of the collection accepts (HAProxy, nginx): TLS 1.2 with the forward-secret
+# AEAD ciphers of Mozilla's intermediate profile; TLS 1.3 keeps OpenSSL's defaults.
+POLICY = {
+    "min_version": "TLSv1.2",
+    "ciphers": ":".join(
+        [
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "ECDHE-RSA-AES256-GCM-SHA384",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+            "ECDHE-RSA-CHACHA20-POLY1305",
+        ]
+    ),
+}
 
 
 def tls_path(name):
@@ -32,6 +47,14 @@ def tls_path(name):
         ) from None
 
 
+def tls_policy(name):
+    """'ciphers' | rehab.scale.tls_policy -> the TLS 1.2 cipher list every TLS server uses."""
+    try:
+        return POLICY[name]
+    except (KeyError, TypeError):
+        raise AnsibleFilterError(f"rehab.scale.tls_policy: {name!r} is not one of {', '.join(POLICY)}") from None
+
+
 class FilterModule:
     def filters(self):
-        return {"tls_path": tls_path}
+        return {"tls_path": tls_path, "tls_policy": tls_policy}

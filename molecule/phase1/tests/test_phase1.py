@@ -9,15 +9,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from rehab_testlib import prometheus_api as api
+from rehab_testlib import tls_path
 
 testinfra_hosts = ["p1-mon1"]
 
-APP = "http://p1-app1"
+APP = "https://p1-app1"  # nginx, the public front, over HTTPS (its certificate names p1-app1)
 
 
 def curl(host, url, method="GET", data=None):
     """Run curl on the monitoring host (inside the lab network); return (status, body)."""
-    cmd = f"curl -s -m 10 -o /tmp/body -w '%{{http_code}}' -X {method} '{url}'"
+    cmd = f"curl -s -m 10 --cacert {tls_path('ca')} -o /tmp/body -w '%{{http_code}}' -X {method} '{url}'"
     if data is not None:
         cmd += f" -H 'Content-Type: application/json' --data '{json.dumps(data)}'"
     out = host.run(cmd)
