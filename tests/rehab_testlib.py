@@ -238,7 +238,7 @@ def lab_tls_context(node):
     return ssl.create_default_context(cadata=out.stdout)
 
 
-def assert_sandboxed(host, unit):
+def assert_sandboxed(host, unit, families=("AF_UNIX", "AF_INET", "AF_INET6")):
     """The sandbox of rehab.scale.systemd_sandbox, as systemd applied it to the running ``unit`` on
     the testinfra ``host`` (not what a unit file says), and a process with no capability at all."""
 
@@ -249,7 +249,8 @@ def assert_sandboxed(host, unit):
     assert show("ProtectSystem") == "strict", unit
     assert show("PrivateDevices") == "yes", unit
     assert show("NoNewPrivileges") == "yes", unit
-    assert set(show("RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}, unit
+    assert set(show("RestrictAddressFamilies").split()) == set(families), unit
+    assert show("NRestarts") == "0", f"{unit} restarted: killed by its sandbox?"
     status = host.check_output(f"cat /proc/{show('MainPID')}/status")
     caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith("Cap"))
     assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000", (unit, caps)

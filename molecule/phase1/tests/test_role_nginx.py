@@ -28,7 +28,7 @@ def test_https_only_with_redirect_and_hsts(host):
     # Plain HTTP answers nothing but a redirect to the same path over HTTPS.
     out = host.check_output("curl -s -D - -o /dev/null 'http://p1-app1/api/agi/health?x=1'")
     assert out.startswith("HTTP/1.1 301"), out
-    assert "Location: https://p1-app1/api/agi/health?x=1\r" in out, out
+    assert "Location: https://p1-app1/api/agi/health?x=1" in [line.strip() for line in out.splitlines()], out
     headers = host.check_output(f"{CURL} -D - -o /dev/null {SITE}/api/agi/health")
     assert "Strict-Transport-Security: max-age=31536000\r" in headers, headers
     # As openssl sees it from the monitoring host: chained to the lab CA, naming the address.

@@ -112,6 +112,8 @@ def test_extra_settings_applied(host):
 
 
 def test_exporter_runs_in_the_sandbox(host):
+    # Scraped first: a system call its sandbox denies would kill it then (NRestarts counts it).
+    assert "pg_up 1" in host.check_output("curl -s http://127.0.0.1:9187/metrics")
     assert_sandboxed(host, "prometheus-postgres-exporter")
 
 

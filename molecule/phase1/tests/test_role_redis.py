@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from rehab_testlib import assert_tls_verified, lab_secret, tls_path
+from rehab_testlib import assert_sandboxed, assert_tls_verified, lab_secret, tls_path
 
 testinfra_hosts = ["p1-redis1"]
 
@@ -122,3 +122,9 @@ def test_scrape_of_another_target_carries_no_password(host):
     assert sent != "b''", "the exporter never connected: the test proves nothing"
     assert EXPORTER not in sent and ADMIN not in sent
     assert "AUTH" not in sent.upper()
+
+
+def test_exporter_runs_in_the_sandbox(host):
+    # Scraped first: a system call its sandbox denies would kill it then (NRestarts counts it).
+    assert "redis_up 1" in host.check_output("curl -s http://127.0.0.1:9121/metrics")
+    assert_sandboxed(host, "rehab-redis-exporter@standalone")
