@@ -29,7 +29,7 @@ endif
 LAB_INVENTORY ?= $(if $(filter phase1,$(PHASE)),inventories/lab-phase1,inventories/lab)
 # Smallest first (fast feedback), the full phase last. Phase 1 carries the tests of the roles it
 # deploys; HAProxy keeps a scenario of its own (its pool tests); docs/benchmarks.md says what covers what.
-SCENARIOS ?= haproxy phase1 failover phase2
+SCENARIOS ?= haproxy phase1 failover backup phase2
 # Scenarios run under Ansible's own strategies whatever STRATEGY says, so CI keeps the default path
 # working too; phase1 costs about the same under both (its time is package installs, not tasks).
 PLAIN_SCENARIOS ?= phase1
