@@ -8,10 +8,10 @@ before any host changes.
 """
 
 import datetime
-import re
+
+from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import FailoverInputError, lsn_to_int
 
 TARGETS = ("latest", "time", "lsn", "name")
-LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 
 
 class RestorePlanError(ValueError):
@@ -19,11 +19,14 @@ class RestorePlanError(ValueError):
 
 
 def lsn_value(text):
-    """'0/3000060' -> 50331744."""
-    if not isinstance(text, str) or not LSN.match(text):
-        raise RestorePlanError(f"{text!r} is not an LSN (like 0/3000060)")
-    high, low = text.split("/")
-    return (int(high, 16) << 32) + int(low, 16)
+    """'0/3000060' -> 50331744, through the collection's one LSN parser (pg_failover.lsn_to_int);
+    only bare text is a target here (that parser also lets None, integers and padding through)."""
+    try:
+        if not isinstance(text, str) or text != text.strip():
+            raise FailoverInputError(text)
+        return lsn_to_int(text)
+    except FailoverInputError:
+        raise RestorePlanError(f"{text!r} is not an LSN (like 0/3000060)") from None
 
 
 def parse_time(text):
