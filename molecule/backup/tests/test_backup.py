@@ -5,22 +5,38 @@ first full backup; archiving reaches the repository and backups come from the st
 restore requests are refused, naming the value, with nothing changed; rows are written, a time T
 recorded, more rows written and the table dropped, and playbooks/restore.yml brings back exactly
 the rows before T, on a primary that takes writes again with its replica streaming; then a restore
-point made by playbooks/backup.yml is restored to by name. Traffic stays on the scenario's network.
+point made by playbooks/backup.yml is restored to by name. The same flow runs against the S3
+repository (moto behind nginx on bk-s3). Last, the repository host is killed (the container, not the
+service) while the primary takes writes and switches WAL: no write fails, WAL waits in the queue,
+the host boots again, archiving catches up, `pgbackrest verify` passes and a restore to a point
+inside the outage brings back exactly the rows before it. Traffic stays on the scenario's network.
 """
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import boto3
+
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(ROOT / "tests"))
-from rehab_testlib import container_address, docker_exec, run_playbook, tls_path, wait_for  # noqa: E402
+from rehab_testlib import (  # noqa: E402
+    container_address,
+    docker_exec,
+    lab_secret,
+    run_playbook,
+    tls_path,
+    wait_booted,
+    wait_for,
+)
 from rehab_testlib import psql as sql  # noqa: E402
 
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
-PRIMARY, REPLICA, REPO = "bk-pg1", "bk-pg2", "bk-repo1"
+PRIMARY, REPLICA, REPO, OBJECT_STORE = "bk-pg1", "bk-pg2", "bk-repo1", "bk-s3"
+BUCKET = "rehab-lab-backups"  # pgbackrest_s3_bucket in the lab's group_vars
 STANZA = "postgresql"  # the cluster's inventory group (postgresql_cluster)
 STATE = {}
 
@@ -43,8 +59,8 @@ def tls_verify_result(client, server):
     return {line.strip() for line in out.stdout.splitlines()}  # once per session ticket (TLS 1.3)
 
 
-def info():
-    return json.loads(pgbackrest("--output=json", "info"))[0]
+def info(repo=1):
+    return json.loads(pgbackrest(f"--repo={repo}", "--output=json", "info"))[0]
 
 
 def restore(*extra, **variables):
@@ -64,8 +80,13 @@ def test_the_stanza_is_encrypted_and_holds_the_first_full_backup():
     assert [b["type"] for b in stanza["backup"]] == ["full"]
     conf = docker_exec(REPO, "stat", "-c", "%U:%G %a", "/etc/pgbackrest/pgbackrest.conf").stdout.strip()
     assert conf == "root:pgbackrest 640"  # holds the passphrase
-    # The nodes never hold it: the repository host encrypts.
-    assert "cipher" not in docker_exec(PRIMARY, "cat", "/etc/pgbackrest/pgbackrest.conf").stdout
+    # The nodes never hold it: the repository host encrypts. They hold the S3 repository's own (they
+    # push WAL there themselves), readable by postgres alone.
+    node_conf = docker_exec(PRIMARY, "cat", "/etc/pgbackrest/pgbackrest.conf").stdout
+    assert "repo1-cipher" not in node_conf and "repo2-cipher-pass=" in node_conf
+    assert docker_exec(PRIMARY, "stat", "-c", "%U:%G %a", "/etc/pgbackrest/pgbackrest.conf").stdout.strip() == (
+        "root:postgres 640"
+    )
 
 
 def test_wal_reaches_the_repository_over_verified_tls():
@@ -88,7 +109,10 @@ def test_backups_are_scheduled_and_their_age_is_exported():
     assert f"pgbackrest-{STANZA}-full.timer" in timers and f"pgbackrest-{STANZA}-diff.timer" in timers
     assert docker_exec(PRIMARY, "systemctl", "start", "pgbackrest-metrics.service").returncode == 0
     metrics = docker_exec(PRIMARY, "cat", "/var/lib/prometheus/node-exporter/pgbackrest.prom").stdout
-    assert f'pgbackrest_repository_up{{stanza="{STANZA}"}} 1' in metrics
+    for repo in (1, 2):  # the repository host's and S3, each on its own
+        assert f'pgbackrest_repository_up{{stanza="{STANZA}",repo="{repo}"}} 1' in metrics, metrics
+        full = f'pgbackrest_backup_last_completed_timestamp_seconds{{stanza="{STANZA}",type="full",repo="{repo}"}}'
+        assert full in metrics, metrics
     assert f'pgbackrest_node_primary{{stanza="{STANZA}"}} 1' in metrics
     newest = [
         line for line in metrics.splitlines() if line.startswith("pgbackrest_backup_last_completed_timestamp_seconds")
@@ -175,3 +199,148 @@ def test_a_restore_point_from_the_backup_playbook_is_restored_to_by_name():
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert sql(PRIMARY, "select count(*) from visits") == "21"  # 1..20 and 1000
     wait_for(lambda: sql(REPLICA, "select count(*) from visits") == "21", 60, "the replica to stream the restored rows")
+
+
+def test_the_s3_bucket_is_versioned_encrypted_and_closed_to_the_public():
+    """Read back from the store itself (boto3 on the control node, the lab CA the role fetched)."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"https://{container_address(OBJECT_STORE)}",
+        region_name="us-east-1",
+        aws_access_key_id=lab_secret("vault_pgbackrest_s3_key"),
+        aws_secret_access_key=lab_secret("vault_pgbackrest_s3_key_secret"),
+        verify=str(Path.home() / f".cache/rehab-scale/{BUCKET}-ca.pem"),
+    )
+    assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert all(s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"].values())
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="pgbackrest/")["Contents"]]
+    assert any(k.startswith(f"pgbackrest/archive/{STANZA}/") for k in keys)  # the nodes push WAL there
+    assert any(k.startswith(f"pgbackrest/backup/{STANZA}/") for k in keys)
+    stanza = info(repo=2)
+    assert stanza["status"]["code"] == 0 and stanza["cipher"] == "aes-256-cbc"
+    timers = docker_exec(REPO, "systemctl", "list-timers", "--all", "--no-pager").stdout
+    assert f"pgbackrest-{STANZA}-s3-full.timer" in timers
+
+
+def test_a_dropped_table_comes_back_from_the_s3_repository():
+    out = run_playbook(ROOT / "playbooks/backup.yml", "-e", "backup_repo=2", inventory=INVENTORY)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert [b["type"] for b in info(repo=2)["backup"]][-1] == "full"
+    sql(PRIMARY, "create table s3_visits (id int primary key)")
+    sql(PRIMARY, "insert into s3_visits select generate_series(1, 15)")
+    time.sleep(1)
+    target = primary_now()
+    time.sleep(1)
+    sql(PRIMARY, "insert into s3_visits select generate_series(16, 25)")
+    sql(PRIMARY, "drop table s3_visits")
+    out = restore(restore_target="time", restore_value=target, restore_overwrite=True, restore_repo=2)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "from repository 2" in out.text
+    log = docker_exec(PRIMARY, "cat", f"/var/log/pgbackrest/{STANZA}-restore.log").stdout
+    assert "repo2: restore backup set" in log.split("restore command begin")[-1], log[-2000:]
+    rows = sql(PRIMARY, "select string_agg(id::text, ',' order by id) from s3_visits")
+    assert rows == ",".join(map(str, range(1, 16)))
+    sql(PRIMARY, "insert into s3_visits values (100)")
+    wait_for(lambda: sql(REPLICA, "select count(*) from s3_visits") == "16", 60, "the replica to stream again")
+    # Unknown repository: refused, naming it.
+    out = restore(restore_overwrite=True, restore_repo=3)
+    assert out.returncode != 0 and "pgbackrest_repo must be one of: 1, 2, got: 3" in out.text, out.text[-2000:]
+
+
+def test_killing_the_repository_host_stops_no_write_and_leaves_no_gap():
+    address = container_address(REPO)
+    sql(PRIMARY, "create table during_outage (id int primary key, filler text)")
+    archived_before = int(sql(PRIMARY, "select archived_count from pg_stat_archiver"))
+    failed_before = int(sql(PRIMARY, "select failed_count from pg_stat_archiver"))
+    subprocess.run(["docker", "kill", "--signal", "KILL", REPO], check=True, capture_output=True)
+    acknowledged, target, started = [], None, time.monotonic()
+    for i in range(1, 41):  # each write commits on the primary and its synchronous replica
+        sql(PRIMARY, f"insert into during_outage values ({i}, repeat('x', 100000))")
+        acknowledged.append(i)
+        if i % 10 == 0:
+            sql(PRIMARY, "select pg_switch_wal()")  # a full segment for the queue
+        if i == 20:
+            time.sleep(1)
+            target = primary_now()
+            time.sleep(1)
+    wait_for(
+        lambda: int(sql(PRIMARY, "select failed_count from pg_stat_archiver")) > failed_before,
+        90, "archiving to fail while the repository host is down",
+    )  # fmt: skip
+    assert acknowledged == list(range(1, 41))
+    outage = time.monotonic() - started
+    # The queue keeps the segments (under archive-push-queue-max): none was reported archived and dropped.
+    dropped = docker_exec(PRIMARY, "grep", "-c", "dropped", f"/var/log/pgbackrest/{STANZA}-archive-push-async.log")
+    assert dropped.stdout.strip() in ("", "0"), dropped.stdout
+
+    subprocess.run(["docker", "start", REPO], check=True, capture_output=True)
+    assert wait_booted(REPO, 120), f"{REPO} did not boot"
+    assert container_address(REPO) == address  # the nodes' configuration names it
+    wait_for(
+        lambda: docker_exec(PRIMARY, "runuser", "-u", "postgres", "--", "pgbackrest", f"--stanza={STANZA}", "check",
+                            timeout=120).returncode == 0,
+        180, "archiving to catch up",
+    )  # fmt: skip
+    assert int(sql(PRIMARY, "select archived_count from pg_stat_archiver")) > archived_before + 3
+    verify = docker_exec(REPO, "runuser", "-u", "pgbackrest", "--", "pgbackrest", f"--stanza={STANZA}", "--repo=1",
+                         "verify", timeout=300)  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "ERROR" not in verify.stdout + verify.stderr and "invalid" not in verify.stdout, verify.stdout
+
+    out = restore(restore_target="time", restore_value=target, restore_overwrite=True)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert sql(PRIMARY, "select string_agg(id::text, ',' order by id) from during_outage") == ",".join(
+        map(str, range(1, 21))
+    )
+    print(f"repository host down {outage:.0f} s: {len(acknowledged)} writes acknowledged, none failed")
+
+
+def metric(node, name):
+    """A sample of this stanza's node-exporter textfile metric ``name`` on ``node``, refreshed now."""
+    assert docker_exec(node, "systemctl", "start", "pgbackrest-metrics.service", timeout=300).returncode == 0
+    metrics = docker_exec(node, "cat", "/var/lib/prometheus/node-exporter/pgbackrest.prom").stdout
+    found = [line for line in metrics.splitlines() if line.startswith(f'{name}{{stanza="{STANZA}"')]
+    return max((float(line.split()[-1]) for line in found), default=None)
+
+
+def test_past_the_queue_bound_wal_is_dropped_and_a_full_backup_restores_coverage():
+    """A bound of 32 MB for this test (the lab's is 1 GiB): six segments queued while the repository
+    host is down exceed it, pgBackRest drops them (reported archived) rather than fill pg_wal, the
+    drop is exported (the PgBackRestWalDropped alert holds while no full backup is newer), and the
+    next full backup clears it."""
+    conf = "/etc/pgbackrest/pgbackrest.conf"
+    assert docker_exec(PRIMARY, "cp", "-p", conf, "/root/pgbackrest.conf.saved").returncode == 0
+    docker_exec(PRIMARY, "sed", "-i", "s/^archive-push-queue-max=.*/archive-push-queue-max=32MB/", conf)
+    log = f"/var/log/pgbackrest/{STANZA}-archive-push-async.log"
+    dropped_before = docker_exec(PRIMARY, "grep", "-c", "dropped", log).stdout.strip() or "0"
+    sql(PRIMARY, "create table past_bound (id int primary key, filler text)")
+    subprocess.run(["docker", "kill", "--signal", "KILL", REPO], check=True, capture_output=True)
+    try:
+        for i in range(1, 7):
+            sql(PRIMARY, f"insert into past_bound values ({i}, repeat('y', 100000))")
+            sql(PRIMARY, "select pg_switch_wal()")
+        wait_for(
+            lambda: (docker_exec(PRIMARY, "grep", "-c", "dropped", log).stdout.strip() or "0") != dropped_before,
+            180, "pgBackRest to drop the queue past its bound",
+        )  # fmt: skip
+        ready = docker_exec(PRIMARY, "sh", "-c", "ls /var/lib/postgresql/15/main/pg_wal/archive_status | grep -c ready")
+        assert int(ready.stdout.strip() or 0) <= 2, ready.stdout  # pg_wal does not keep them
+    finally:
+        docker_exec(PRIMARY, "cp", "-p", "/root/pgbackrest.conf.saved", conf)
+        subprocess.run(["docker", "start", REPO], check=True, capture_output=True)
+    assert wait_booted(REPO, 120), f"{REPO} did not boot"
+    assert sql(PRIMARY, "select count(*) from past_bound") == "6"  # no write failed
+    wait_for(lambda: docker_exec(REPO, "systemctl", "is-active", "pgbackrest-server").stdout.strip() == "active", 60)
+    dropped_at = metric(PRIMARY, "pgbackrest_archive_last_dropped_timestamp_seconds")
+    assert metric(PRIMARY, "pgbackrest_archive_dropped_total") > 0
+    # The alert's condition, on the real metrics: the drop is newer than every full backup...
+    assert dropped_at > metric(PRIMARY, "pgbackrest_backup_last_completed_timestamp_seconds")
+    out = run_playbook(ROOT / "playbooks/backup.yml", "-e", "backup_type=full", inventory=INVENTORY, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:]
+    pgbackrest("check", node=PRIMARY, user="postgres")
+    newest = info()["backup"][-1]
+    assert newest["type"] == "full" and not newest["error"]
+    # ... until this full backup (repository 1; the S3 one takes its own: backup.yml -e backup_repo=2).
+    assert newest["timestamp"]["stop"] > dropped_at
