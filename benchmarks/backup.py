@@ -33,8 +33,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "collections"))
 from rehab_testlib import docker_exec, run_playbook  # noqa: E402
 from rehab_testlib import psql as sql  # noqa: E402
+
+from ansible_collections.rehab.scale.plugins.module_utils.pg_failover import lsn_to_int as lsn  # noqa: E402
 
 WAL_SEGMENT = 16 * 1024 * 1024
 
@@ -46,11 +49,6 @@ def app_schema():
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SCHEMA" for t in node.targets):
             return ast.literal_eval(node.value)
     sys.exit("SCHEMA not found in roles/app/files/rehab_agi.py")
-
-
-def lsn(text):
-    high, low = text.split("/")
-    return (int(high, 16) << 32) + int(low, 16)
 
 
 def segment_end(wal_name):
@@ -75,10 +73,9 @@ def timed(what, fn):
     return seconds, result
 
 
-def pgbackrest(args, repo_host, stanza, timeout=3600):
-    out = docker_exec(
-        repo_host, "runuser", "-u", "pgbackrest", "--", "pgbackrest", f"--stanza={stanza}", *args, timeout=timeout
-    )
+def pgbackrest(args, node, stanza, user="pgbackrest", timeout=3600):
+    """pgBackRest on ``node`` as ``user`` (the repository's user on the repository host, postgres on a node)."""
+    out = docker_exec(node, "runuser", "-u", user, "--", "pgbackrest", f"--stanza={stanza}", *args, timeout=timeout)
     if out.returncode != 0:
         sys.exit(f"pgbackrest {' '.join(args)} failed: {out.stdout}{out.stderr}")
     return out.stdout
@@ -118,11 +115,7 @@ def archive_lag(primary, stanza, seconds, load):
     history, samples = [], []
     # Everything so far archived first (pgbackrest check switches WAL and waits for it), so the
     # archive's end is a segment boundary the samples move forward from.
-    check = docker_exec(
-        primary, "runuser", "-u", "postgres", "--", "pgbackrest", f"--stanza={stanza}", "check", timeout=300
-    )
-    if check.returncode != 0:
-        sys.exit(f"pgbackrest check failed: {check.stderr}")
+    pgbackrest(["check"], primary, stanza, user="postgres", timeout=300)
     safe = segment_end(sql(primary, "select last_archived_wal from pg_stat_archiver"))
     start_lsn = lsn(sql(primary, "select pg_current_wal_lsn()"))
     load_thread.start()

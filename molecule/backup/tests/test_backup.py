@@ -201,15 +201,17 @@ def test_a_restore_point_from_the_backup_playbook_is_restored_to_by_name():
     wait_for(lambda: sql(REPLICA, "select count(*) from visits") == "21", 60, "the replica to stream the restored rows")
 
 
-def test_the_s3_bucket_is_versioned_encrypted_and_closed_to_the_public():
-    """Read back from the store itself (boto3 on the control node, the lab CA the role fetched)."""
+def test_the_s3_bucket_is_versioned_encrypted_and_closed_to_the_public(tmp_path):
+    """Read back from the store itself (boto3 on the control node, trusting the hosts' CA)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text(docker_exec(REPO, "cat", tls_path("ca")).stdout)
     s3 = boto3.client(
         "s3",
         endpoint_url=f"https://{container_address(OBJECT_STORE)}",
         region_name="us-east-1",
         aws_access_key_id=lab_secret("vault_pgbackrest_s3_key"),
         aws_secret_access_key=lab_secret("vault_pgbackrest_s3_key_secret"),
-        verify=str(Path.home() / f".cache/rehab-scale/{BUCKET}-ca.pem"),
+        verify=str(ca),
     )
     assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
     rules = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
