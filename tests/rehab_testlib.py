@@ -90,6 +90,17 @@ def container_address(node):
     return _network_field(node, "IPAddress")
 
 
+def container_network(node):
+    """The name of the Docker network ``node`` is on (the lab's containers are on one)."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}", node],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
 def container_gateway(node):
     """The address this machine (the control node) has on the container's network."""
     return _network_field(node, "Gateway")

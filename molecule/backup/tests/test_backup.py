@@ -9,7 +9,10 @@ point made by playbooks/backup.yml is restored to by name. The same flow runs ag
 repository (moto behind nginx on bk-s3). Last, the repository host is killed (the container, not the
 service) while the primary takes writes and switches WAL: no write fails, WAL waits in the queue,
 the host boots again, archiving catches up, `pgbackrest verify` passes and a restore to a point
-inside the outage brings back exactly the rows before it. Traffic stays on the scenario's network.
+inside the outage brings back exactly the rows before it; past the queue bound WAL is dropped and
+a full backup restores coverage. Last, both PostgreSQL hosts are lost (their containers removed)
+and fresh ones take their names: restore.yml installs what they need, restores the latest state and
+the ordinary converge runs on top. Traffic stays on the scenario's network.
 """
 
 import json
@@ -25,6 +28,7 @@ ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve(
 sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
     container_address,
+    container_network,
     docker_exec,
     lab_secret,
     run_playbook,
@@ -346,3 +350,49 @@ def test_past_the_queue_bound_wal_is_dropped_and_a_full_backup_restores_coverage
     assert newest["type"] == "full" and not newest["error"]
     # ... until this full backup (repository 1; the S3 one takes its own: backup.yml -e backup_repo=2).
     assert newest["timestamp"]["stop"] > dropped_at
+
+
+def replace_with_a_fresh_host(node):
+    """``node`` is lost for good and a fresh machine takes its name and address: a new container from
+    the lab image, made as molecule.yml makes them, with nothing installed on it."""
+    address = container_address(node)
+    network = container_network(node)
+    subprocess.run(["docker", "rm", "-f", node], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", node, "--hostname", node, "--network", network, "--ip", address,
+         "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cgroupns", "host",
+         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+         "rehab-scale/lab-base:bookworm", "/lib/systemd/systemd"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert wait_booted(node, 120), f"the fresh {node} did not boot"
+
+
+def test_a_cluster_whose_hosts_are_lost_is_restored_onto_fresh_hosts():
+    """Both PostgreSQL hosts are lost (containers removed) after their last WAL was archived; fresh
+    hosts take their names and addresses. restore.yml, with the inventory as the on-call left it and
+    no overwrite flag (fresh hosts hold nothing), installs PostgreSQL and pgBackRest there, restores
+    the newest state and rebuilds the replica; the ordinary converge then runs clean on top."""
+    sql(PRIMARY, "create table survivors (id int primary key)")
+    sql(PRIMARY, "insert into survivors select generate_series(1, 30)")
+    segment = sql(PRIMARY, "select pg_walfile_name(pg_switch_wal())")
+    wait_for(
+        lambda: sql(PRIMARY, "select coalesce(last_archived_wal, '') from pg_stat_archiver") >= segment,
+        120, f"{segment} in the archive",
+    )  # fmt: skip
+    for node in (PRIMARY, REPLICA):
+        replace_with_a_fresh_host(node)
+    assert docker_exec(PRIMARY, "test", "-e", "/usr/lib/postgresql").returncode != 0  # really fresh
+    out = restore(restore_target="latest")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert sql(PRIMARY, "select count(*) from survivors") == "30"
+    assert sql(PRIMARY, "select pg_is_in_recovery()") == "f"
+    sql(PRIMARY, "insert into survivors values (31)")
+    wait_for(lambda: sql(REPLICA, "select count(*) from survivors") == "31", 60, "the new row on the rebuilt replica")
+    assert sql(PRIMARY, "select state from pg_stat_replication") == "streaming"
+    converge = run_playbook(ROOT / "molecule/backup/converge.yml", inventory=INVENTORY, timeout=900)
+    assert converge.returncode == 0, converge.stdout[-4000:]
+    pgbackrest("check", node=PRIMARY, user="postgres")
+    assert sql(PRIMARY, "select count(*) from survivors") == "31"
+    print(f"restore onto two fresh hosts: {out.seconds:.0f} s; converge after it: {converge.seconds:.0f} s")
