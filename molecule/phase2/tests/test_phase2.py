@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +27,7 @@ from rehab_testlib import (  # noqa: E402
     assert_tls_verified,
     container_address,
     container_gateway,
+    container_network,
     docker_exec,
     haproxy_status,
     lab_secret,
@@ -332,12 +334,7 @@ def probe(source, targets):
 @pytest.fixture(scope="module")
 def outsider():
     """A container on the lab network that is in no inventory group (so in no allow-list)."""
-    network = subprocess.run(
-        ["docker", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", "p2-lb1"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    network = container_network("p2-lb1")
     subprocess.run(["docker", "rm", "-f", "p2-outsider"], capture_output=True, check=False)
     subprocess.run(
         ["docker", "run", "-d", "--name", "p2-outsider", "--network", network, "--entrypoint", "sleep",
@@ -434,3 +431,48 @@ def test_a_rolling_update_under_load_fails_no_request(lb):
     assert load.total > 200
     assert set(haproxy_status("p2-lb1").values()) == {"UP"}
     print(f"rolling update: {load.total} requests, {load.failed} failed, {out.seconds:.0f} s")
+
+
+def test_a_restore_drains_the_app_servers_and_no_cached_row_outlives_it(lb):
+    """playbooks/restore.yml on the whole deployment, to a restore point made by backup.yml: the
+    balancer holds the app servers out while the database is replaced (seen through its runtime
+    API), a beneficiary written after the point is gone from the API although Redis held it, and the
+    three replicas stream from the restored primary again."""
+    _, _, kept = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Before the restore point"})
+    point = f"before-restore-{int(time.time())}"  # a name is recorded once
+    backup = run_playbook(
+        ROOT / "playbooks/backup.yml", "-e", f"restore_point={point}", "-e", "backup_type=none",
+        inventory=INVENTORY,
+    )  # fmt: skip
+    assert backup.returncode == 0, backup.stdout[-3000:]
+    _, _, lost = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "After the restore point"})
+    for beneficiary in (kept, lost):
+        request(f"{lb}/api/agi/beneficiaries/{beneficiary['id']}")
+        _, headers, _ = request(f"{lb}/api/agi/beneficiaries/{beneficiary['id']}")
+        assert headers["X-Cache"] == "hit"
+    seen, done = {app: set() for app in APPS}, threading.Event()
+
+    def watch():
+        while not done.is_set():
+            for server, status in haproxy_status("p2-lb1").items():
+                seen[server].add(status.split()[0])
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    variables = {"restore_target": "name", "restore_value": point, "restore_overwrite": True}
+    out = run_playbook(ROOT / "playbooks/restore.yml", "-e", json.dumps(variables), inventory=INVENTORY, timeout=900)
+    done.set()
+    watcher.join()
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert all(seen[app] & {"MAINT", "DRAIN"} for app in APPS), seen  # out of the pool meanwhile
+    # Back in: UP, or "UP 1/2" just after leaving maintenance (its checks not yet at full health).
+    assert {status.split()[0] for status in haproxy_status("p2-lb1").values()} == {"UP"}
+    assert request(f"{lb}/api/agi/beneficiaries/{lost['id']}")[0] == 404  # not served from the cache
+    status, headers, body = request(f"{lb}/api/agi/beneficiaries/{kept['id']}")
+    assert status == 200 and body["name"] == "Before the restore point" and headers["X-Cache"] == "miss"
+    wait_for(
+        lambda: psql("p2-pg1", "select count(*) from pg_stat_replication where state = 'streaming'") == "3",
+        120, "three replicas streaming from the restored primary",
+    )  # fmt: skip
+    print(f"restore of the Phase 2 deployment to a restore point: {out.seconds:.0f} s")
