@@ -90,6 +90,25 @@ def container_address(node):
     return _network_field(node, "IPAddress")
 
 
+LAB_IMAGE = "rehab-scale/lab-base:bookworm"  # built by scripts/lab-image.sh
+
+
+def start_lab_container(name, network, address=None):
+    """A lab host as the scenarios' molecule.yml make them: the lab image with systemd as PID 1 and
+    no --privileged (LAB.md), on ``network`` (at ``address`` when given). A container of that name is
+    removed first. Callers wait for it with wait_booted."""
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--hostname", name, "--network", network,
+         *(["--ip", address] if address else []),
+         "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cgroupns", "host",
+         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+         LAB_IMAGE, "/lib/systemd/systemd"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
 def container_network(node):
     """The name of the Docker network ``node`` is on (the lab's containers are on one)."""
     out = subprocess.run(

@@ -32,6 +32,7 @@ from rehab_testlib import (  # noqa: E402
     docker_exec,
     lab_secret,
     run_playbook,
+    start_lab_container,
     tls_path,
     wait_booted,
     wait_for,
@@ -355,17 +356,7 @@ def test_past_the_queue_bound_wal_is_dropped_and_a_full_backup_restores_coverage
 def replace_with_a_fresh_host(node):
     """``node`` is lost for good and a fresh machine takes its name and address: a new container from
     the lab image, made as molecule.yml makes them, with nothing installed on it."""
-    address = container_address(node)
-    network = container_network(node)
-    subprocess.run(["docker", "rm", "-f", node], check=True, capture_output=True)
-    subprocess.run(
-        ["docker", "run", "-d", "--name", node, "--hostname", node, "--network", network, "--ip", address,
-         "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cgroupns", "host",
-         "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-         "rehab-scale/lab-base:bookworm", "/lib/systemd/systemd"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    start_lab_container(node, container_network(node), container_address(node))
     assert wait_booted(node, 120), f"the fresh {node} did not boot"
 
 

@@ -31,6 +31,7 @@ from rehab_testlib import (  # noqa: E402
     container_gateway,
     docker_exec,
     run_playbook,
+    start_lab_container,
     try_write,
     wait_booted,
     write_pg_inventory,
@@ -362,42 +363,7 @@ def test_every_container_restarted_at_once_brings_the_same_primary_back():
 def test_adding_a_replica_touches_no_other_node(tmp_path):
     """A fourth node listed under pg_replicas is built; the others are only reloaded, never restarted."""
     new = "pgf-4"
-    subprocess.run(["docker", "rm", "-f", new], capture_output=True, check=False)
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            new,
-            "--hostname",
-            new,
-            "--network",
-            "rehab-molecule-failover",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--cap-add",
-            "NET_ADMIN",
-            "--cgroupns",
-            "host",
-            "-v",
-            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-            "--tmpfs",
-            "/run",
-            "--tmpfs",
-            "/run/lock",
-            "--tmpfs",
-            "/tmp",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--security-opt",
-            "apparmor=unconfined",
-            "rehab-scale/lab-base:bookworm",
-            "/lib/systemd/systemd",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    start_lab_container(new, "rehab-molecule-failover")
     try:
         assert wait_booted(new), f"{new} did not boot"
         started = {n: sql(n, "select pg_postmaster_start_time()", db="postgres") for n in NODES}

@@ -22,6 +22,7 @@ import pytest
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
+    LAB_IMAGE,
     LAB_MONITORING_AUTH,
     HttpLoad,
     assert_tls_verified,
@@ -338,7 +339,7 @@ def outsider():
     subprocess.run(["docker", "rm", "-f", "p2-outsider"], capture_output=True, check=False)
     subprocess.run(
         ["docker", "run", "-d", "--name", "p2-outsider", "--network", network, "--entrypoint", "sleep",
-         "rehab-scale/lab-base:bookworm", "infinity"],
+         LAB_IMAGE, "infinity"],
         capture_output=True, check=True,
     )  # fmt: skip
     yield "p2-outsider"
