@@ -38,13 +38,14 @@ PLAIN_SCENARIOS ?= phase1
 # working tree; only the link in collections/ may provide rehab.scale.
 STALE_COPIES := $(HOME)/.ansible/collections/ansible_collections/rehab/scale $(wildcard $(HOME)/.cache/ansible-compat/*/collections/ansible_collections/rehab/scale)
 
-.PHONY: help lab lab-up lab-down lab-status deploy test lint unit integration molecule engine image venv clean no-stale-copies
+.PHONY: help lab lab-up lab-down lab-status deploy release test lint unit integration molecule engine image venv clean no-stale-copies
 
 help:
 	@echo "make lab         set up and deploy $(PHASE) onto the local Docker lab"
 	@echo "make test        lint, unit and integration tests, Molecule scenarios ($(SCENARIOS))"
 	@echo "make lab-status  show the lab containers;  make lab-down  remove them"
 	@echo "make deploy PHASE=phase1   re-run a phase playbook against the running lab"
+	@echo "make release     build the reference rehab-agi wheel the lab deploys (roles/app/files/rehab-agi.whl)"
 	@echo "make lab PHASE=phase1 then make lab   deploy Phase 1, then upgrade it in place to Phase 2"
 
 $(VENV)/.installed: pyproject.toml
@@ -61,6 +62,11 @@ engine:
 image: engine
 	scripts/lab-image.sh
 
+# The reference service's release artifact (app/): the app role's default app_release. The build is
+# reproducible (same source, same bytes), so rebuilding it every time changes nothing on the hosts.
+release: venv
+	scripts/build-release.sh
+
 lab-up: venv image
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_action=up
 
@@ -70,7 +76,7 @@ lab-down: venv
 lab-status: venv
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/lab.yml -e lab_action=status
 
-deploy: venv
+deploy: venv release
 	ansible-playbook -i $(LAB_INVENTORY) playbooks/$(PHASE).yml
 
 lab: lab-up deploy
@@ -105,7 +111,7 @@ unit: venv
 integration: venv image
 	pytest -q tests/integration
 
-molecule: venv image no-stale-copies
+molecule: venv image release no-stale-copies
 	@set -e; for s in $(SCENARIOS); do \
 	  plain=; case " $(PLAIN_SCENARIOS) " in *" $$s "*) plain="-u ANSIBLE_STRATEGY -u ANSIBLE_STRATEGY_PLUGINS";; esac; \
 	  echo "=== molecule test -s $$s$${plain:+ (Ansible strategies, not Mitogen)}"; start=$$(date +%s); \

@@ -6,7 +6,7 @@
     .venv/bin/molecule destroy -s backup
 
 Steps, each timed on the scenario's real containers:
-1. 1,000,000 rows into `beneficiaries` (the app's own schema, read from roles/app/files/rehab_agi.py).
+1. 1,000,000 rows into `beneficiaries` (the app's own schema, read from app/rehab_agi/__init__.py).
 2. A full backup into the repository host (repo 1) and one into S3 (repo 2), from the standby, as the
    timers run them (`pgbackrest --type=full --repo=N backup` as the repository's user).
 3. 5 % of the rows changed, then a differential backup.
@@ -43,12 +43,12 @@ WAL_SEGMENT = 16 * 1024 * 1024
 
 
 def app_schema():
-    """The app's own CREATE TABLE (SCHEMA in roles/app/files/rehab_agi.py), read without importing the app."""
-    tree = ast.parse((ROOT / "roles/app/files/rehab_agi.py").read_text())
+    """The app's own CREATE TABLE (SCHEMA in app/rehab_agi/__init__.py), read without importing the app."""
+    tree = ast.parse((ROOT / "app/rehab_agi/__init__.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SCHEMA" for t in node.targets):
             return ast.literal_eval(node.value)
-    sys.exit("SCHEMA not found in roles/app/files/rehab_agi.py")
+    sys.exit("SCHEMA not found in app/rehab_agi/__init__.py")
 
 
 def segment_end(wal_name):

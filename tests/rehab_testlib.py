@@ -337,6 +337,30 @@ class HttpLoad(threading.Thread):
         return sum(self.by_status.values())
 
 
+def build_release(version, directory, replace=None):
+    """A rehab-agi release wheel of the reference service (app/) at ``version``, built by the toolkit's
+    own scripts/build-release.sh from a copy whose ``__version__`` (and ``replace``: {old: new} text
+    edits of the code, such as a deliberate fault) is changed. Returns the wheel's path."""
+    import re  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    source = Path(directory) / f"src-{version}"
+    shutil.copytree(ROOT / "app", source)
+    module = source / "rehab_agi/__init__.py"
+    code = re.sub(r'(?m)^__version__ = "[^"]+"$', f'__version__ = "{version}"', module.read_text())
+    for old, new in (replace or {}).items():
+        assert old in code, f"{old!r} not in the reference code"
+        code = code.replace(old, new)
+    module.write_text(code)
+    out = subprocess.run(
+        [str(ROOT / "scripts/build-release.sh"), str(source), str(Path(directory) / "dist")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
 def wait_for(predicate, timeout=60, what="condition", interval=0.5):
     """Poll ``predicate`` until it is truthy; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,10 @@ and leave the deployment as they found it. Traffic goes only to the scenario's o
 """
 
 import base64
+import functools
+import hashlib
 import http.client
+import http.server
 import json
 import os
 import subprocess
@@ -26,6 +29,7 @@ from rehab_testlib import (  # noqa: E402
     LAB_MONITORING_AUTH,
     HttpLoad,
     assert_tls_verified,
+    build_release,
     container_address,
     container_gateway,
     container_network,
@@ -414,24 +418,180 @@ def test_a_stopped_app_server_leaves_the_pool_within_3_s_and_no_request_fails(lb
     print(f"stopped server detected in {detected:.2f} s; {load.total} requests, {load.failed} failed")
 
 
-def test_a_rolling_update_under_load_fails_no_request(lb):
+def running_versions():
+    """The version each app server's running process reports (its liveness body), read on the server."""
+    versions = {}
+    for app in APPS:
+        out = docker_exec(app, "curl", "-s", "-m", "5", "http://127.0.0.1:5001/api/agi/health")
+        versions[app] = json.loads(out.stdout).get("version") if out.returncode == 0 else f"down: {out.stderr}"
+    return versions
+
+
+def release_links(app):
+    """Where a server's current and previous links point, and the mtime of current."""
+    out = docker_exec(app, "stat", "-c", "%N %Y", "/opt/rehab-agi/current", "/opt/rehab-agi/previous")
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory):
+    """Version 2 of the reference service, served to the control node over HTTP (loopback) as a
+    user's artifact store would, and a version 3 whose readiness always fails."""
+    directory = tmp_path_factory.mktemp("releases")
+    v2 = build_release("2.0.0", directory)
+    v3 = build_release(
+        "3.0.0",
+        directory,
+        {'checks = {"postgresql"': 'checks = {"deliberate": "broken", "postgresql"'},
+    )
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(v2.parent))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/{v2.name}"
+    yield {"v2": v2, "v2_url": url, "v2_sha256": hashlib.sha256(v2.read_bytes()).hexdigest(), "v3": v3}
+    server.shutdown()
+
+
+def test_a_release_rolls_out_under_load_and_fails_no_request(lb, releases):
+    """Version 2, downloaded by URL and checked against its sha256, rolled out by the ordinary phase
+    playbook together with a configuration change: one restart per server, no failed request."""
+    assert set(running_versions().values()) == {"1.0.0"}
     _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Rolled"})
     load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}", context=tls())
     load.start()
-    # A configuration change to every app server: the play restarts them one at a time.
-    out = run_playbook(ROOT / "playbooks/phase2.yml", "-e", "app_log_level=DEBUG", inventory=INVENTORY, timeout=900)
+    release = {"app_release": {"url": releases["v2_url"], "sha256": releases["v2_sha256"]}, "app_log_level": "DEBUG"}
+    out = run_playbook(ROOT / "playbooks/phase2.yml", "-e", json.dumps(release), inventory=INVENTORY, timeout=900)
     load.stop.set()
     load.join()
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    assert out.stdout.count("RUNNING HANDLER [rehab.scale.app : Drain rehab-agi from the balancers]") == 3
     for app in APPS:
         env = docker_exec(app, "cat", "/etc/rehab-agi/rehab-agi.env").stdout
         assert "REHAB_AGI_LOG_LEVEL=DEBUG" in env
+    # The release and the configuration change share one drained restart per server.
+    assert out.stdout.count("RUNNING HANDLER [rehab.scale.app : Drain rehab-agi from the balancers]") == 3
     assert out.stdout.count("RUNNING HANDLER [rehab.scale.app : Restart the rehab-agi service]") == 3
+    assert running_versions() == dict.fromkeys(APPS, "2.0.0")
     assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {load.by_status} {load.errors[:3]}"
     assert load.total > 200
     assert set(haproxy_status("p2-lb1").values()) == {"UP"}
-    print(f"rolling update: {load.total} requests, {load.failed} failed, {out.seconds:.0f} s")
+    for app in APPS:
+        assert "current' -> 'releases/2.0.0'" in release_links(app)
+        assert "previous' -> 'releases/1.0.0'" in release_links(app)
+    print(f"release 2.0.0 rolled out: {load.total} requests, {load.failed} failed, {out.seconds:.0f} s")
+
+
+def test_a_broken_release_stops_on_the_first_server_which_goes_back(lb, releases):
+    before = {app: release_links(app) for app in APPS[1:]}
+    load = HttpLoad(f"{lb}/api/agi/health", context=tls())
+    load.start()
+    release = {"app_release": {"src": str(releases["v3"])}, "app_start_timeout": 10}
+    out = run_playbook(ROOT / "playbooks/release.yml", "-e", json.dumps(release), inventory=INVENTORY)
+    load.stop.set()
+    load.join()
+    assert out.returncode != 0
+    assert "release 3.0.0 failed on p2-app1" in out.text and "it runs 2.0.0 again" in out.text, out.text[-3000:]
+    assert running_versions() == dict.fromkeys(APPS, "2.0.0")
+    assert "current' -> 'releases/2.0.0'" in release_links("p2-app1")
+    for app in APPS[1:]:
+        assert release_links(app) == before[app], f"{app} was touched"
+        assert docker_exec(app, "test", "-e", "/opt/rehab-agi/releases/3.0.0").returncode == 1
+    assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {load.by_status} {load.errors[:3]}"
+    wait_for(lambda: set(haproxy_status("p2-lb1").values()) == {"UP"}, 10, "every server UP")
+    print(f"broken release stopped on p2-app1 in {out.seconds:.0f} s; {load.total} requests, {load.failed} failed")
+
+
+def test_bad_release_input_is_refused_before_anything_changes(releases):
+    before = {app: release_links(app) for app in APPS}
+    cases = [
+        ({"url": releases["v2_url"]}, "missing parameter(s) required by 'url': sha256"),
+        ({"src": str(releases["v2"]), "sha256": "0" * 64}, f"checksum mismatch for {releases['v2']}"),
+        ({"src": str(releases["v2"]), "version": "2.0.1"}, "carries version 2.0.0, app_release.version says 2.0.1"),
+    ]
+    for app_release, message in cases:
+        out = run_playbook(
+            ROOT / "playbooks/release.yml", "-e", json.dumps({"app_release": app_release}), inventory=INVENTORY
+        )
+        assert out.returncode != 0
+        assert message in out.text, out.text[-2000:]
+        assert "Roll out, one app server at a time" not in out.stdout
+    out = run_playbook(ROOT / "playbooks/rollback.yml", "-e", "app_rollback_to=9.9.9", inventory=INVENTORY)
+    assert out.returncode != 0
+    assert "rollback refused on p2-app1: release 9.9.9 is not installed here; installed: 1.0.0, 2.0.0" in out.text
+    assert {app: release_links(app) for app in APPS} == before
+    assert running_versions() == dict.fromkeys(APPS, "2.0.0")
+
+
+def test_rollback_returns_every_server_to_the_previous_release_under_load(lb):
+    load = HttpLoad(f"{lb}/api/agi/health", context=tls())
+    load.start()
+    out = run_playbook(ROOT / "playbooks/rollback.yml", inventory=INVENTORY)
+    load.stop.set()
+    load.join()
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert running_versions() == dict.fromkeys(APPS, "1.0.0")
+    for app in APPS:
+        assert "current' -> 'releases/1.0.0'" in release_links(app)
+        assert "previous' -> 'releases/2.0.0'" in release_links(app)
+    assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {load.by_status} {load.errors[:3]}"
+    print(f"rollback to 1.0.0: {out.seconds:.0f} s; {load.total} requests, {load.failed} failed")
+
+
+def test_the_release_image_runs_unprivileged_and_answers_liveness_and_readiness(tmp_path):
+    """playbooks/image.yml builds the OCI image of the inventory's release (the reference wheel); run
+    with `docker run` in p2-app1's network namespace and its configuration (another port), it
+    reaches the real PostgreSQL and Redis Cluster over TLS and says ready."""
+    out = run_playbook(ROOT / "playbooks/image.yml", inventory=INVENTORY)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    version = running_versions()["p2-app1"]
+    image = f"rehab-agi:{version}"
+    inspect = subprocess.run(
+        ["docker", "image", "inspect", "-f", "{{.Config.User}} {{.Size}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    user, size = inspect.stdout.split()
+    assert user == "10001:10001"
+    assert (Path.home() / f".cache/rehab-scale/images/rehab-agi-{version}.tar").stat().st_size > int(size) // 2
+    env = docker_exec("p2-app1", "cat", "/etc/rehab-agi/rehab-agi.env").stdout.splitlines()
+    env = [line for line in env if not line.startswith(("REHAB_AGI_PORT=", "REHAB_AGI_BIND="))]
+    (tmp_path / "env").write_text("\n".join([*env, "REHAB_AGI_PORT=5002", "REHAB_AGI_BIND=127.0.0.1"]) + "\n")
+    ca = tls_path("ca")
+    subprocess.run(["docker", "cp", f"p2-app1:{ca}", str(tmp_path / "ca.pem")], check=True)
+    (tmp_path / "ca.pem").chmod(0o644)
+    name = "rehab-agi-image-test"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    run = [
+        "docker", "run", "-d", "--name", name, "--network", "container:p2-app1", "--env-file", str(tmp_path / "env"),
+        "-v", f"{tmp_path / 'ca.pem'}:{ca}:ro", image,
+    ]  # fmt: skip
+    subprocess.run(run, capture_output=True, text=True, check=True)
+    try:
+
+        def answer(path):
+            got = docker_exec(
+                "p2-app1", "curl", "-s", "-m", "5", "-w", "\n%{http_code}", f"http://127.0.0.1:5002{path}"
+            )
+            body, _, status = got.stdout.rpartition("\n")
+            return status, body
+
+        wait_for(lambda: answer("/api/agi/health")[0] == "200", 30, "the image's liveness")
+        assert json.loads(answer("/api/agi/health")[1])["version"] == version
+        wait_for(lambda: answer("/api/agi/health/ready")[0] == "200", 30, "the image's readiness")
+        process_user = subprocess.run(
+            ["docker", "exec", name, "id", "-u"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        assert process_user == "10001"
+
+        def health():
+            status = ["docker", "inspect", "-f", "{{.State.Health.Status}}", name]
+            return subprocess.run(status, capture_output=True, text=True, check=False).stdout.strip()
+
+        wait_for(lambda: health() == "healthy", 40, "Docker's HEALTHCHECK to pass")
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+    print(f"image {image}: {int(size) / 1e6:.0f} MB, built in {out.seconds:.0f} s")
 
 
 def test_a_restore_drains_the_app_servers_and_no_cached_row_outlives_it(lb):

@@ -3,7 +3,8 @@
 """rehab-agi: the reference service deployed by the rehab.scale roles.
 
 Endpoints
-  GET  /api/agi/health                  liveness: 200 while the process serves requests
+  GET  /api/agi/health                  liveness: 200 while the process serves requests, with the
+                                        version of the code this process loaded
   GET  /api/agi/health/ready            readiness: 200 when PostgreSQL and Redis answer, else 503
                                         with the failed dependencies named
   POST /api/agi/beneficiaries           create {"name": str, "program": str?} -> 201 {"id": ...}
@@ -17,6 +18,7 @@ REHAB_AGI_DB_READ_DSN (prefer-standby), so a PostgreSQL failover needs no config
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -37,6 +39,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException
+
+# The release's version: the wheel's metadata is built from it (flit_core), and the running process
+# reports it, so a rollout is checked from outside against the code actually loaded.
+__version__ = "1.0.0"
 
 LOG = logging.getLogger("rehab-agi")
 
@@ -316,7 +322,7 @@ def route_of(path: str) -> str:
 def make_handler(app: App):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        server_version = "rehab-agi/1.0"
+        server_version = f"rehab-agi/{__version__}"
 
         def log_message(self, format: str, *args) -> None:
             LOG.debug("%s %s", self.address_string(), format % args)
@@ -359,7 +365,7 @@ def make_handler(app: App):
         def _dispatch(self, method: str, path: str) -> None:
             if method in ("GET", "HEAD"):
                 if path == "/api/agi/health":
-                    self._json(HTTPStatus.OK, {"status": "ok"})
+                    self._json(HTTPStatus.OK, {"status": "ok", "version": __version__})
                 elif path == "/api/agi/health/ready":
                     self._json(*app.readiness())
                 elif path == "/metrics":
@@ -395,7 +401,10 @@ def make_handler(app: App):
     return Handler
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rehab-agi", description="The rehab-agi reference service.")
+    parser.add_argument("--version", action="version", version=f"rehab-agi {__version__}")
+    parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("REHAB_AGI_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
     )
