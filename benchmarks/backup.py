@@ -6,7 +6,7 @@
     .venv/bin/molecule destroy -s backup
 
 Steps, each timed on the scenario's real containers:
-1. 1,000,000 rows into `beneficiaries` (the app's own schema, read from app/rehab_agi/__init__.py).
+1. 1,000,000 rows into `beneficiaries` (the app's own schema, its first migration in app/rehab_agi/migrations).
 2. A full backup into the repository host (repo 1) and one into S3 (repo 2), from the standby, as the
    timers run them (`pgbackrest --type=full --repo=N backup` as the repository's user).
 3. 5 % of the rows changed, then a differential backup.
@@ -21,7 +21,6 @@ Traffic goes only to the scenario's own containers.
 """
 
 import argparse
-import ast
 import glob
 import json
 import os
@@ -43,12 +42,8 @@ WAL_SEGMENT = 16 * 1024 * 1024
 
 
 def app_schema():
-    """The app's own CREATE TABLE (SCHEMA in app/rehab_agi/__init__.py), read without importing the app."""
-    tree = ast.parse((ROOT / "app/rehab_agi/__init__.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SCHEMA" for t in node.targets):
-            return ast.literal_eval(node.value)
-    sys.exit("SCHEMA not found in app/rehab_agi/__init__.py")
+    """The app's own CREATE TABLE: its first migration, which the service also applies when it starts."""
+    return (ROOT / "app/rehab_agi/migrations/0001_expand_beneficiaries.sql").read_text()
 
 
 def segment_end(wal_name):

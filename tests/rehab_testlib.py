@@ -337,21 +337,24 @@ class HttpLoad(threading.Thread):
         return sum(self.by_status.values())
 
 
-def build_release(version, directory, replace=None):
+def build_release(version, directory, replace=None, migrations=None):
     """A rehab-agi release wheel of the reference service (app/) at ``version``, built by the toolkit's
     own scripts/build-release.sh from a copy whose ``__version__`` (and ``replace``: {old: new} text
-    edits of the code, such as a deliberate fault) is changed. Returns the wheel's path."""
+    edits of the code, such as a deliberate fault) is changed, with the SQL files of the directory
+    ``migrations`` added to its own. Returns the wheel's path."""
     import re  # noqa: PLC0415
     import shutil  # noqa: PLC0415
 
     source = Path(directory) / f"src-{version}"
-    shutil.copytree(ROOT / "app", source)
+    shutil.copytree(ROOT / "app", source, ignore=shutil.ignore_patterns("__pycache__"))
     module = source / "rehab_agi/__init__.py"
     code = re.sub(r'(?m)^__version__ = "[^"]+"$', f'__version__ = "{version}"', module.read_text())
     for old, new in (replace or {}).items():
         assert old in code, f"{old!r} not in the reference code"
         code = code.replace(old, new)
     module.write_text(code)
+    for sql in sorted(Path(migrations).glob("*.sql")) if migrations else []:
+        shutil.copy(sql, source / "rehab_agi/migrations" / sql.name)
     out = subprocess.run(
         [str(ROOT / "scripts/build-release.sh"), str(source), str(Path(directory) / "dist")],
         capture_output=True,

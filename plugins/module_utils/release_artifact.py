@@ -13,6 +13,8 @@ import re
 import zipfile
 from email.parser import HeaderParser
 
+from ansible_collections.rehab.scale.plugins.module_utils.migrations import MigrationError, from_members
+
 # A version as PEP 440 writes it (public part, optional local part): also a safe directory name.
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?(\+[A-Za-z0-9.]+)?$")
 
@@ -46,6 +48,10 @@ def wheel_info(path: str) -> dict:
             raise ArtifactError(f"{path}: the wheel lacks {', '.join(missing)}")
         metadata = HeaderParser().parsestr(archive.read(f"{dist_info}/METADATA").decode())
         wheel = HeaderParser().parsestr(archive.read(f"{dist_info}/WHEEL").decode())
+        try:
+            migrations = from_members({n: archive.read(n) for n in names if n.endswith(".sql")})
+        except MigrationError as exc:
+            raise ArtifactError(f"{path}: {exc}") from exc
     name, version = metadata.get("Name"), metadata.get("Version")
     tags = wheel.get_all("Tag") or []
     if not name or not version or not tags:
@@ -62,6 +68,7 @@ def wheel_info(path: str) -> dict:
         "filename": filename,
         "requires": metadata.get_all("Requires-Dist") or [],
         "entry_points": _console_scripts(path, dist_info),
+        "migrations": migrations,
     }
 
 

@@ -72,4 +72,12 @@ entry_points:
   returned: success
   type: list
   elements: str
+migrations:
+  description:
+    - The database migrations it carries, C(<package>/migrations/NNNN_<expand|contract>_<name>.sql),
+      in id order, with their text, checksum and whether they run in a transaction (input of
+      M(rehab.scale.pg_migrate)).
+  returned: success
+  type: list
+  elements: dict
 """

@@ -43,6 +43,8 @@ from rehab_testlib import (  # noqa: E402
     wait_for,
 )
 
+from ansible_collections.rehab.scale.plugins.module_utils.release_artifact import wheel_info  # noqa: E402
+
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
 APPS = ["p2-app1", "p2-app2", "p2-app3"]
 REPLICAS = ["p2-pg2", "p2-pg3", "p2-pg4"]
@@ -418,6 +420,51 @@ def test_a_stopped_app_server_leaves_the_pool_within_3_s_and_no_request_fails(lb
     print(f"stopped server detected in {detected:.2f} s; {load.total} requests, {load.failed} failed")
 
 
+def test_a_restore_drains_the_app_servers_and_no_cached_row_outlives_it(lb):
+    """playbooks/restore.yml on the whole deployment, to a restore point made by backup.yml: the
+    balancer holds the app servers out while the database is replaced (seen through its runtime
+    API), a beneficiary written after the point is gone from the API although Redis held it, and the
+    three replicas stream from the restored primary again."""
+    _, _, kept = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Before the restore point"})
+    point = f"before-restore-{int(time.time())}"  # a name is recorded once
+    backup = run_playbook(
+        ROOT / "playbooks/backup.yml", "-e", f"restore_point={point}", "-e", "backup_type=none",
+        inventory=INVENTORY,
+    )  # fmt: skip
+    assert backup.returncode == 0, backup.stdout[-3000:]
+    _, _, lost = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "After the restore point"})
+    for beneficiary in (kept, lost):
+        request(f"{lb}/api/agi/beneficiaries/{beneficiary['id']}")
+        _, headers, _ = request(f"{lb}/api/agi/beneficiaries/{beneficiary['id']}")
+        assert headers["X-Cache"] == "hit"
+    seen, done = {app: set() for app in APPS}, threading.Event()
+
+    def watch():
+        while not done.is_set():
+            for server, status in haproxy_status("p2-lb1").items():
+                seen[server].add(status.split()[0])
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    variables = {"restore_target": "name", "restore_value": point, "restore_overwrite": True}
+    out = run_playbook(ROOT / "playbooks/restore.yml", "-e", json.dumps(variables), inventory=INVENTORY, timeout=900)
+    done.set()
+    watcher.join()
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert all(seen[app] & {"MAINT", "DRAIN"} for app in APPS), seen  # out of the pool meanwhile
+    # Back in: UP, or "UP 1/2" just after leaving maintenance (its checks not yet at full health).
+    assert {status.split()[0] for status in haproxy_status("p2-lb1").values()} == {"UP"}
+    assert request(f"{lb}/api/agi/beneficiaries/{lost['id']}")[0] == 404  # not served from the cache
+    status, headers, body = request(f"{lb}/api/agi/beneficiaries/{kept['id']}")
+    assert status == 200 and body["name"] == "Before the restore point" and headers["X-Cache"] == "miss"
+    wait_for(
+        lambda: psql("p2-pg1", "select count(*) from pg_stat_replication where state = 'streaming'") == "3",
+        120, "three replicas streaming from the restored primary",
+    )  # fmt: skip
+    print(f"restore of the Phase 2 deployment to a restore point: {out.seconds:.0f} s")
+
+
 def running_versions():
     """The version each app server's running process reports (its liveness body), read on the server."""
     versions = {}
@@ -433,17 +480,36 @@ def release_links(app):
     return out.stdout
 
 
+# Release 2.0.0 of the reference service: reads and writes `programme` (its expanding migration adds
+# it, its contracting one drops `program`); tests/fixtures/rehab-agi-2.0.0 has the migrations.
+RELEASE_2_CODE = {
+    "INSERT INTO beneficiaries (name, program)": "INSERT INTO beneficiaries (name, programme)",
+    "RETURNING id, name, program, created_at": "RETURNING id, name, programme AS program, created_at",
+    "SELECT id, name, program, created_at FROM": "SELECT id, name, programme AS program, created_at FROM",
+}
+RELEASE_2_MIGRATIONS = ROOT / "tests/fixtures/rehab-agi-2.0.0/migrations"
+# The reference release the inventory deploys (make release), read from the wheel's own metadata.
+REFERENCE = wheel_info(str(ROOT / "roles/app/files/rehab-agi.whl"))["version"]
+
+
+def migrations_record():
+    rows = psql("p2-pg1", "SELECT id, kind, release FROM rehab_schema_migrations ORDER BY id")
+    return [tuple(row.split("|")) for row in rows.splitlines()]
+
+
+def columns():
+    query = "SELECT column_name FROM information_schema.columns WHERE table_name = 'beneficiaries' ORDER BY 1"
+    return psql("p2-pg1", query).split()
+
+
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory):
     """Version 2 of the reference service, served to the control node over HTTP (loopback) as a
     user's artifact store would, and a version 3 whose readiness always fails."""
     directory = tmp_path_factory.mktemp("releases")
-    v2 = build_release("2.0.0", directory)
-    v3 = build_release(
-        "3.0.0",
-        directory,
-        {'checks = {"postgresql"': 'checks = {"deliberate": "broken", "postgresql"'},
-    )
+    v2 = build_release("2.0.0", directory, RELEASE_2_CODE, RELEASE_2_MIGRATIONS)
+    broken = {**RELEASE_2_CODE, 'checks = {"postgresql"': 'checks = {"deliberate": "broken", "postgresql"'}
+    v3 = build_release("3.0.0", directory, broken, RELEASE_2_MIGRATIONS)
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(v2.parent))
     )
@@ -455,8 +521,10 @@ def releases(tmp_path_factory):
 
 def test_a_release_rolls_out_under_load_and_fails_no_request(lb, releases):
     """Version 2, downloaded by URL and checked against its sha256, rolled out by the ordinary phase
-    playbook together with a configuration change: one restart per server, no failed request."""
-    assert set(running_versions().values()) == {"1.0.0"}
+    playbook together with a configuration change: its expanding migration runs once, before the
+    first server restarts; one restart per server; no failed request."""
+    assert set(running_versions().values()) == {REFERENCE}
+    assert migrations_record() == [("1", "expand", REFERENCE)]
     _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Rolled"})
     load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}", context=tls())
     load.start()
@@ -477,7 +545,15 @@ def test_a_release_rolls_out_under_load_and_fails_no_request(lb, releases):
     assert set(haproxy_status("p2-lb1").values()) == {"UP"}
     for app in APPS:
         assert "current' -> 'releases/2.0.0'" in release_links(app)
-        assert "previous' -> 'releases/1.0.0'" in release_links(app)
+        assert f"previous' -> 'releases/{REFERENCE}'" in release_links(app)
+    # Expanded once, by one host, before p2-app1 (the first) restarted on 2.0.0.
+    assert migrations_record() == [("1", "expand", REFERENCE), ("2", "expand", "2.0.0")]
+    assert {"program", "programme"} <= set(columns())
+    migrated = psql("p2-pg1", "SELECT extract(epoch FROM applied_at) FROM rehab_schema_migrations WHERE id = 2")
+    started = docker_exec("p2-app1", "systemctl", "show", "rehab-agi", "--timestamp=unix", "-P", "ActiveEnterTimestamp")
+    assert float(migrated) < int(started.stdout.strip().lstrip("@"))
+    _, _, row = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "On 2.0.0", "program": "gait"})
+    assert psql("p2-pg1", f"SELECT program, programme FROM beneficiaries WHERE id = {row['id']}") == "gait|gait"
     print(f"release 2.0.0 rolled out: {load.total} requests, {load.failed} failed, {out.seconds:.0f} s")
 
 
@@ -491,6 +567,7 @@ def test_a_broken_release_stops_on_the_first_server_which_goes_back(lb, releases
     load.join()
     assert out.returncode != 0
     assert "release 3.0.0 failed on p2-app1" in out.text and "it runs 2.0.0 again" in out.text, out.text[-3000:]
+    assert len(migrations_record()) == 2, "3.0.0 carries no migration of its own"
     assert running_versions() == dict.fromkeys(APPS, "2.0.0")
     assert "current' -> 'releases/2.0.0'" in release_links("p2-app1")
     for app in APPS[1:]:
@@ -502,39 +579,73 @@ def test_a_broken_release_stops_on_the_first_server_which_goes_back(lb, releases
 
 
 def test_bad_release_input_is_refused_before_anything_changes(releases):
+    """On the deployment, nothing changes (tests/integration/test_release_refusals.py has every kind
+    of bad release input)."""
     before = {app: release_links(app) for app in APPS}
-    cases = [
-        ({"url": releases["v2_url"]}, "missing parameter(s) required by 'url': sha256"),
-        ({"src": str(releases["v2"]), "sha256": "0" * 64}, f"checksum mismatch for {releases['v2']}"),
-        ({"src": str(releases["v2"]), "version": "2.0.1"}, "carries version 2.0.0, app_release.version says 2.0.1"),
-    ]
-    for app_release, message in cases:
-        out = run_playbook(
-            ROOT / "playbooks/release.yml", "-e", json.dumps({"app_release": app_release}), inventory=INVENTORY
-        )
-        assert out.returncode != 0
-        assert message in out.text, out.text[-2000:]
-        assert "Roll out, one app server at a time" not in out.stdout
+    release = {"app_release": {"src": str(releases["v2"]), "sha256": "0" * 64}}
+    out = run_playbook(ROOT / "playbooks/release.yml", "-e", json.dumps(release), inventory=INVENTORY)
+    assert out.returncode != 0
+    assert f"checksum mismatch for {releases['v2']}" in out.text, out.text[-2000:]
     out = run_playbook(ROOT / "playbooks/rollback.yml", "-e", "app_rollback_to=9.9.9", inventory=INVENTORY)
     assert out.returncode != 0
-    assert "rollback refused on p2-app1: release 9.9.9 is not installed here; installed: 1.0.0, 2.0.0" in out.text
+    assert (
+        f"rollback refused on p2-app1: release 9.9.9 is not installed here; installed: {REFERENCE}, 2.0.0" in out.text
+    )
     assert {app: release_links(app) for app in APPS} == before
     assert running_versions() == dict.fromkeys(APPS, "2.0.0")
 
 
-def test_rollback_returns_every_server_to_the_previous_release_under_load(lb):
+def test_contracting_migrations_run_once_every_server_runs_the_release(releases):
+    out = run_playbook(
+        ROOT / "playbooks/contract.yml",
+        "-e",
+        json.dumps({"app_release": {"src": str(releases["v3"])}}),
+        inventory=INVENTORY,
+    )
+    assert out.returncode != 0
+    assert (
+        "contracting migrations of release 3.0.0 refused: p2-app1, p2-app2, p2-app3 run(s) another release" in out.text
+    )
+    assert len(migrations_record()) == 2
+    out = run_playbook(
+        ROOT / "playbooks/contract.yml",
+        "-e",
+        json.dumps({"app_release": {"src": str(releases["v2"])}}),
+        inventory=INVENTORY,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert migrations_record() == [("1", "expand", REFERENCE), ("2", "expand", "2.0.0"), ("3", "contract", "2.0.0")]
+    assert "program" not in columns() and "programme" in columns()
+    points = docker_exec("p2-mon1", "cat", "/var/lib/rehab-scale/restore-points.json").stdout
+    assert '"release-2.0.0-contract-' in points
+    _, _, row = request(f"https://{container_address('p2-lb1')}/api/agi/beneficiaries", "POST", {"name": "Contracted"})
+    assert row["id"] > 0
+
+
+def test_rollback_past_a_contracting_migration_is_refused_unless_forced(lb):
+    before = {app: release_links(app) for app in APPS}
+    out = run_playbook(ROOT / "playbooks/rollback.yml", inventory=INVENTORY)
+    assert out.returncode != 0
+    assert (
+        f"rollback to {REFERENCE} refused: contracting migration(s) drop_program of release(s) 2.0.0 already ran"
+        in out.text
+    ), out.text[-2000:]
+    assert {app: release_links(app) for app in APPS} == before
     load = HttpLoad(f"{lb}/api/agi/health", context=tls())
     load.start()
-    out = run_playbook(ROOT / "playbooks/rollback.yml", inventory=INVENTORY)
+    out = run_playbook(ROOT / "playbooks/rollback.yml", "-e", "app_rollback_force=true", inventory=INVENTORY)
     load.stop.set()
     load.join()
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    assert running_versions() == dict.fromkeys(APPS, "1.0.0")
+    assert running_versions() == dict.fromkeys(APPS, REFERENCE)
     for app in APPS:
-        assert "current' -> 'releases/1.0.0'" in release_links(app)
+        assert f"current' -> 'releases/{REFERENCE}'" in release_links(app)
         assert "previous' -> 'releases/2.0.0'" in release_links(app)
     assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {load.by_status} {load.errors[:3]}"
-    print(f"rollback to 1.0.0: {out.seconds:.0f} s; {load.total} requests, {load.failed} failed")
+    # Why it is refused by default: the older code writes the column the contract removed.
+    status, _, body = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "After the forced rollback"})
+    assert status == 503, (status, body)
+    print(f"forced rollback to {REFERENCE}: {out.seconds:.0f} s; {load.total} requests, {load.failed} failed")
 
 
 def test_the_release_image_runs_unprivileged_and_answers_liveness_and_readiness(tmp_path):
@@ -543,7 +654,7 @@ def test_the_release_image_runs_unprivileged_and_answers_liveness_and_readiness(
     reaches the real PostgreSQL and Redis Cluster over TLS and says ready."""
     out = run_playbook(ROOT / "playbooks/image.yml", inventory=INVENTORY)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    version = running_versions()["p2-app1"]
+    version = REFERENCE
     image = f"rehab-agi:{version}"
     inspect = subprocess.run(
         ["docker", "image", "inspect", "-f", "{{.Config.User}} {{.Size}}", image],
@@ -592,48 +703,3 @@ def test_the_release_image_runs_unprivileged_and_answers_liveness_and_readiness(
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
     print(f"image {image}: {int(size) / 1e6:.0f} MB, built in {out.seconds:.0f} s")
-
-
-def test_a_restore_drains_the_app_servers_and_no_cached_row_outlives_it(lb):
-    """playbooks/restore.yml on the whole deployment, to a restore point made by backup.yml: the
-    balancer holds the app servers out while the database is replaced (seen through its runtime
-    API), a beneficiary written after the point is gone from the API although Redis held it, and the
-    three replicas stream from the restored primary again."""
-    _, _, kept = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Before the restore point"})
-    point = f"before-restore-{int(time.time())}"  # a name is recorded once
-    backup = run_playbook(
-        ROOT / "playbooks/backup.yml", "-e", f"restore_point={point}", "-e", "backup_type=none",
-        inventory=INVENTORY,
-    )  # fmt: skip
-    assert backup.returncode == 0, backup.stdout[-3000:]
-    _, _, lost = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "After the restore point"})
-    for beneficiary in (kept, lost):
-        request(f"{lb}/api/agi/beneficiaries/{beneficiary['id']}")
-        _, headers, _ = request(f"{lb}/api/agi/beneficiaries/{beneficiary['id']}")
-        assert headers["X-Cache"] == "hit"
-    seen, done = {app: set() for app in APPS}, threading.Event()
-
-    def watch():
-        while not done.is_set():
-            for server, status in haproxy_status("p2-lb1").items():
-                seen[server].add(status.split()[0])
-            time.sleep(0.5)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    variables = {"restore_target": "name", "restore_value": point, "restore_overwrite": True}
-    out = run_playbook(ROOT / "playbooks/restore.yml", "-e", json.dumps(variables), inventory=INVENTORY, timeout=900)
-    done.set()
-    watcher.join()
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
-    assert all(seen[app] & {"MAINT", "DRAIN"} for app in APPS), seen  # out of the pool meanwhile
-    # Back in: UP, or "UP 1/2" just after leaving maintenance (its checks not yet at full health).
-    assert {status.split()[0] for status in haproxy_status("p2-lb1").values()} == {"UP"}
-    assert request(f"{lb}/api/agi/beneficiaries/{lost['id']}")[0] == 404  # not served from the cache
-    status, headers, body = request(f"{lb}/api/agi/beneficiaries/{kept['id']}")
-    assert status == 200 and body["name"] == "Before the restore point" and headers["X-Cache"] == "miss"
-    wait_for(
-        lambda: psql("p2-pg1", "select count(*) from pg_stat_replication where state = 'streaming'") == "3",
-        120, "three replicas streaming from the restored primary",
-    )  # fmt: skip
-    print(f"restore of the Phase 2 deployment to a restore point: {out.seconds:.0f} s")
