@@ -52,6 +52,8 @@ def wheel_info(path: str) -> dict:
             migrations = from_members({n: archive.read(n) for n in names if n.endswith(".sql")})
         except MigrationError as exc:
             raise ArtifactError(f"{path}: {exc}") from exc
+        entry_points = f"{dist_info}/entry_points.txt"
+        scripts = _console_scripts(archive.read(entry_points).decode()) if entry_points in names else []
     name, version = metadata.get("Name"), metadata.get("Version")
     tags = wheel.get_all("Tag") or []
     if not name or not version or not tags:
@@ -67,17 +69,13 @@ def wheel_info(path: str) -> dict:
         "version": version,
         "filename": filename,
         "requires": metadata.get_all("Requires-Dist") or [],
-        "entry_points": _console_scripts(path, dist_info),
+        "entry_points": scripts,
         "migrations": migrations,
     }
 
 
-def _console_scripts(path: str, dist_info: str) -> list[str]:
-    with zipfile.ZipFile(path) as archive:
-        try:
-            text = archive.read(f"{dist_info}/entry_points.txt").decode()
-        except KeyError:
-            return []
+def _console_scripts(text: str) -> list[str]:
+    """The console script names of an entry_points.txt."""
     scripts, section = [], None
     for raw in text.splitlines():
         line = raw.strip()
