@@ -38,7 +38,7 @@ PLAIN_SCENARIOS ?= phase1
 # working tree; only the link in collections/ may provide rehab.scale.
 STALE_COPIES := $(HOME)/.ansible/collections/ansible_collections/rehab/scale $(wildcard $(HOME)/.cache/ansible-compat/*/collections/ansible_collections/rehab/scale)
 
-.PHONY: help lab lab-up lab-down lab-status deploy release test lint unit integration molecule engine image venv clean no-stale-copies
+.PHONY: help lab lab-up lab-down lab-status deploy release test lint unit integration host-servers molecule engine image venv clean no-stale-copies
 
 help:
 	@echo "make lab         set up and deploy $(PHASE) onto the local Docker lab"
@@ -108,8 +108,12 @@ lint: venv no-stale-copies
 unit: venv
 	pytest -q tests/unit
 
-integration: venv image
+# Also runs PostgreSQL and Redis on this machine (loopback): scripts/host-servers.sh installs them.
+integration: venv image release host-servers
 	pytest -q tests/integration
+
+host-servers:
+	scripts/host-servers.sh
 
 molecule: venv image release no-stale-copies
 	@set -e; for s in $(SCENARIOS); do \

@@ -15,6 +15,11 @@ dead-server  under steady load, stop rehab-agi on lab-app2 (refused) or freeze i
              again. Repeated --runs times for each fault.
 rolling      under steady load, run playbooks/phase2.yml with a changed app setting, so every app
              server restarts one at a time (drain, restart, ready, enable); counts failed requests.
+release      under steady load, roll out a new release of the reference service (its version with a
+             ".post<N>" suffix, built by scripts/build-release.sh into a temporary directory) with
+             playbooks/release.yml, then go back with playbooks/rollback.yml; times each and counts
+             failed requests. The lab ends on the release it ran before; the new one stays installed
+             (app_keep_releases prunes it later).
 
 Traffic goes only to the lab's own containers.
 """
@@ -27,6 +32,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,7 +40,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
+    APP_PORT,
     HttpLoad,
+    build_release,
     container_address,
     docker_exec,
     haproxy_status,
@@ -44,6 +52,7 @@ from rehab_testlib import (  # noqa: E402
 )
 
 LB, CLIENT, DIRECT, VICTIM = "lab-lb1", "lab-mon1", "lab-app1", "lab-app2"
+APPS = ("lab-app1", "lab-app2", "lab-app3")
 STATS_AUTH = "admin:lab-haproxy-stats-not-secret"  # inventories/lab/group_vars/all/vault.yml (throwaway)
 
 
@@ -189,6 +198,43 @@ def rolling(args):
     print(f"requests: {load.total}, failed: {load.failed} {load.by_status}")
 
 
+def running_version(app):
+    out = docker_exec(app, "curl", "-fsS", f"http://127.0.0.1:{APP_PORT}/api/agi/health")
+    return json.loads(out.stdout)["version"]
+
+
+def timed_under_load(playbook, *extra):
+    base = f"https://{lb_address()}"
+    load = HttpLoad(base + beneficiary_url(base), context=tls())
+    load.start()
+    out = run_playbook(ROOT / "playbooks" / playbook, *extra, inventory=ROOT / "inventories/lab")
+    load.stop.set()
+    load.join()
+    if out.returncode != 0:
+        raise SystemExit(out.stdout[-3000:])
+    return out.seconds, load
+
+
+def release(args):
+    before = running_version(DIRECT)
+    version = f"{before.split('+')[0]}.post{int(time.time())}"
+    with tempfile.TemporaryDirectory(prefix="rehab-release-") as directory:
+        wheel = build_release(version, directory)
+        release = {"app_release": {"src": str(wheel), "wheels": str(wheel.parent / "wheels")}}
+        rollout = timed_under_load("release.yml", "-e", json.dumps(release))
+    rows = [("release.yml", version, *rollout)]
+    versions = {app: running_version(app) for app in APPS}
+    if set(versions.values()) != {version}:
+        raise SystemExit(f"after release.yml: {versions}, expected {version} everywhere")
+    rows.append(("rollback.yml", before, *timed_under_load("rollback.yml")))
+    versions = {app: running_version(app) for app in APPS}
+    if set(versions.values()) != {before}:
+        raise SystemExit(f"after rollback.yml: {versions}, expected {before} everywhere")
+    for playbook, target, seconds, load in rows:
+        print(f"{playbook:13s} to {target:22s} {len(APPS)} servers in {seconds:5.1f} s; "
+              f"requests {load.total}, failed {load.failed} {load.by_status}")  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -199,8 +245,9 @@ def main():
     d = sub.add_parser("dead-server")
     d.add_argument("--runs", type=int, default=5)
     sub.add_parser("rolling")
+    sub.add_parser("release")
     args = parser.parse_args()
-    {"throughput": throughput, "dead-server": dead_server, "rolling": rolling}[args.what](args)
+    {"throughput": throughput, "dead-server": dead_server, "rolling": rolling, "release": release}[args.what](args)
 
 
 if __name__ == "__main__":

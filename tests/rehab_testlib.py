@@ -30,7 +30,15 @@ def lab_secret(name):
     return yaml.safe_load(LAB_VAULT.read_text())[name]
 
 
+def role_default(role, name):
+    """A default of one of the collection's roles (roles/<role>/defaults/main.yml), read from there."""
+    import yaml  # noqa: PLC0415
+
+    return yaml.safe_load((ROOT / "roles" / role / "defaults/main.yml").read_text())[name]
+
+
 LAB_DB_PASSWORD = lab_secret("vault_rehab_db_password")
+APP_PORT = role_default("app", "app_port")  # where rehab-agi listens on each app server
 # Prometheus and Alertmanager login (rehab.scale.monitoring: monitoring_web_user, lab password).
 LAB_MONITORING_AUTH = ("rehab-monitor", lab_secret("vault_monitoring_web_password"))
 
@@ -393,3 +401,104 @@ def try_write(host, row_id, password=LAB_DB_PASSWORD):
         return False
     finally:
         conn.close()
+
+
+def free_port():
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalPostgres:
+    """A throwaway PostgreSQL server on loopback, from the machine's Debian packages (postgresql-15),
+    run as the postgres user (initdb refuses root); trust authentication on 127.0.0.1, except for
+    ``password_roles`` (scram-sha-256: postgres_fdw lets a non-superuser connect only with a
+    password). ``kill()`` ends it the way a lost host does (SIGKILL to every process); ``start()``
+    again runs crash recovery."""
+
+    BIN = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self, name, password_roles=()):
+        import tempfile  # noqa: PLC0415
+
+        # Its own directory under /tmp: pytest's are private to root, and the server runs as postgres.
+        self.data = Path(tempfile.mkdtemp(prefix=f"rehab-{name}-"))
+        self.port = free_port()
+        shutil_chown(self.data, "postgres")
+        self._as_postgres(self.BIN / "initdb", "-A", "trust", "-U", "postgres", "-D", self.data)
+        conf = self.data / "postgresql.conf"
+        settings = f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.data}'\n"
+        conf.write_text(conf.read_text() + settings + "fsync = off\nshared_buffers = 32MB\n")
+        hba = ["local all all trust"]
+        hba += [f"host all {role} 127.0.0.1/32 scram-sha-256" for role in password_roles]
+        (self.data / "pg_hba.conf").write_text("\n".join([*hba, "host all all 127.0.0.1/32 trust", ""]))
+
+    def _as_postgres(self, *command, check=True):
+        return subprocess.run(
+            ["runuser", "-u", "postgres", "--", *map(str, command)],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def start(self):
+        log = self.data / "server.log"
+        self._as_postgres(self.BIN / "pg_ctl", "-D", self.data, "-l", log, "-w", "-t", "60", "start")
+
+    def kill(self):
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        subprocess.run(["pkill", "-KILL", "-P", str(pid)], check=False)
+        os.kill(pid, 9)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, f"postmaster {pid} to end")
+
+    def stop(self):
+        self._as_postgres(self.BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "stop", check=False)
+
+    def remove(self):
+        import shutil  # noqa: PLC0415
+
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+    def sql(self, query, db="postgres"):
+        out = self._as_postgres(
+            self.BIN / "psql", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", "-d", db,
+            "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query, check=False,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise AssertionError(f"psql on :{self.port}/{db}: {out.stderr.strip()}")
+        return out.stdout.strip()
+
+    def dsn(self, db, user="postgres"):
+        return f"host=127.0.0.1 port={self.port} dbname={db} user={user} sslmode=disable"
+
+
+def shutil_chown(path, user):
+    import shutil  # noqa: PLC0415
+
+    shutil.chown(path, user, user)
+
+
+class LocalRedis:
+    """A throwaway Redis server on loopback (Debian's redis-server), no persistence."""
+
+    def __init__(self, directory):
+        self.port = free_port()
+        self.directory = Path(directory)
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+             "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self):
+        if self.process:
+            self.process.kill()
+            self.process.wait()

@@ -2,12 +2,18 @@
 # Apache License 2.0 (see LICENSE)
 """Shard map logic shared by the shard_assignment module and the shard_for filter.
 
-A shard map is an ordered list of ``{name, min_id, max_id}``; ``max_id`` absent or ``None`` means
-open-ended (only the last shard may be). Any other keys of a shard (the hosts that serve it, its
+A shard map is an ordered list of ``{name, min_id, max_id, capacity}``; ``max_id`` absent or
+``None`` means open-ended (only the last shard may be). ``capacity`` (optional) is the rows the shard
+should hold: by default the size of its range; an open-ended shard has none unless it is given, and
+then takes part in placement only when it is. Any other keys of a shard (the hosts that serve it, its
 backup target, ...) pass through untouched.
 
 Everything here is pure: no I/O, no Ansible objects. Errors raise ShardMapError with one message
 naming what is wrong and where.
+
+This file is also the ``rehab_shard_map`` module of the ``rehab-shard-map`` distribution
+(scripts/build-release.sh builds it from this source), which rehab-agi imports: one implementation
+serves the module, the filter and the service.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ DEFAULT_SHARDS = (
     {"name": "shard3", "min_id": 200001, "max_id": None},
 )
 
-ACTIONS = ("validate", "assign", "balance", "plan_split")
+ACTIONS = ("validate", "assign", "balance", "plan_split", "place")
+# The coordinator's foreign server of a shard is this prefix plus the shard's name
+# (pg_shard_coordinator creates them; the service names the shard behind a failed cross-shard read).
+COORDINATOR_SERVER_PREFIX = "rehab_shard_"
 MAPPING_MODES = ("auto", "always", "never")
 DEFAULT_MAPPING_LIMIT = 1000
 DEFAULT_TOLERANCE = 0.2
@@ -97,13 +106,19 @@ def _label(index, shard):
 class ShardMap:
     """A validated shard map: contiguous from 1, unique names, only the last shard open-ended."""
 
-    __slots__ = ("last_max", "mins", "names", "shards")
+    __slots__ = ("capacities", "last_max", "mins", "names", "shards")
 
     def __init__(self, shards):
         self.shards = _validate(shards)
         self.mins = [s["min_id"] for s in self.shards]
         self.names = [s["name"] for s in self.shards]
         self.last_max = self.shards[-1]["max_id"]
+        self.capacities = {s["name"]: capacity_of(s) for s in self.shards}
+
+    def bounds(self, name):
+        """(min_id, max_id) of the shard called ``name``; max_id None when open-ended."""
+        shard = self.shards[self.names.index(name)]
+        return shard["min_id"], shard["max_id"]
 
     def index_of(self, beneficiary_id):
         """Index of the shard holding a (parsed, positive) ID."""
@@ -119,6 +134,33 @@ class ShardMap:
     def describe(self):
         """The map as plain data (copies; passthrough keys kept)."""
         return [dict(s) for s in self.shards]
+
+
+def capacity_of(shard):
+    """Rows a (validated) shard should hold: its ``capacity``, else the size of its closed range,
+    else None (an open-ended shard without one)."""
+    if shard.get("capacity") is not None:
+        return shard["capacity"]
+    if shard["max_id"] is None:
+        return None
+    return shard["max_id"] - shard["min_id"] + 1
+
+
+def _capacity(label, raw, lo, hi, problems):
+    """A shard's capacity as a positive int no larger than its closed range; None (with the problem
+    recorded) otherwise."""
+    try:
+        capacity = _non_negative_int(raw, f"{label} capacity")
+    except ShardMapError as err:
+        problems.append(str(err))
+        return None
+    if capacity == 0:
+        problems.append(f"{label}: capacity 0 leaves no room; give a positive row count")
+        return None
+    if lo is not None and hi is not None and lo <= hi and capacity > hi - lo + 1:
+        problems.append(f"{label}: capacity {capacity} is more than the {hi - lo + 1} IDs of its range {lo}-{hi}")
+        return None
+    return capacity
 
 
 def _normalise_shard(index, shard, seen, problems):
@@ -149,6 +191,8 @@ def _normalise_shard(index, shard, seen, problems):
     lo, hi = entry["min_id"], entry["max_id"]
     if lo is not None and hi is not None and lo > hi:
         problems.append(f"{label}: min_id {lo} is greater than max_id {hi}")
+    if shard.get("capacity") is not None:
+        entry["capacity"] = _capacity(label, shard["capacity"], lo, hi, problems)
     return entry
 
 
@@ -386,6 +430,40 @@ def plan_split(shard_map, shard, boundary=None, histogram=None, new_name=None):
     return result
 
 
+def place(shard_map, rows, unavailable=(), exhausted=()):
+    """The shard a new beneficiary goes to: the lowest fill ratio (rows over capacity) among the
+    shards that can take one; ties go to the earlier shard.
+
+    ``rows``: rows per shard name (every shard of the map). ``unavailable``: shards that cannot be
+    written now (their database is down); ``exhausted``: closed shards whose range is used up (their
+    sequence reached its maximum). A shard without a capacity (open-ended, none configured) is
+    skipped. Returns ``{shard, fill, fills}``; raises ShardMapError naming why no shard can take one.
+    """
+    missing = [name for name in shard_map.names if name not in rows]
+    if missing:
+        raise ShardMapError(f"rows: no count for {', '.join(missing)}")
+    unknown = sorted((set(unavailable) | set(exhausted)) - set(shard_map.names))
+    if unknown:
+        raise ShardMapError(f"unknown shard(s) {', '.join(map(str, unknown))}")
+    fills, why = {}, []
+    for name in shard_map.names:
+        capacity = shard_map.capacities[name]
+        count = _non_negative_int(rows[name], f"rows[{name}]")
+        if capacity is None:
+            why.append(f"{name} has no capacity (open-ended: configure one)")
+            continue
+        fills[name] = count / capacity
+        if name in unavailable:
+            why.append(f"{name} is unavailable")
+        elif name in exhausted:
+            why.append(f"{name} has used up its range")
+    candidates = [n for n in fills if n not in unavailable and n not in exhausted]
+    if not candidates:
+        raise ShardMapError("no shard can take a new beneficiary: " + "; ".join(why))
+    best = min(candidates, key=lambda n: (fills[n], shard_map.names.index(n)))
+    return {"shard": best, "fill": round(fills[best], 6), "fills": {n: round(f, 6) for n, f in fills.items()}}
+
+
 def run(params):
     """Run one action from module-style parameters; return the result dict (without ``changed``)."""
     action = params.get("action") or "assign"
@@ -411,6 +489,10 @@ def run(params):
             tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
             capacity=params.get("capacity"),
         )
+    if action == "place":
+        if not isinstance(params.get("counts"), dict):
+            raise ShardMapError("action=place needs counts (rows per shard)")
+        return place(shard_map, params["counts"], unavailable=params.get("unavailable") or ())
     if not params.get("shard"):
         raise ShardMapError("action=plan_split needs shard (the name of the shard to split)")
     return plan_split(

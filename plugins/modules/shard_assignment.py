@@ -11,7 +11,8 @@ description:
     rehab-agi platform.
   - C(validate) checks the map; C(assign) gives the shard of each ID and the count per shard;
     C(balance) measures how evenly rows are spread; C(plan_split) returns the map with one shard split
-    in two.
+    in two; C(place) names the shard a new beneficiary goes to (the lowest fill ratio, rows over
+    capacity, among the shards that can take one), as the rehab-agi service decides it.
   - Pure computation on the controller or any host; it never moves data, so C(changed) is always false.
   - The same logic backs the C(rehab.scale.shard_for) filter.
 extends_documentation_fragment:
@@ -20,7 +21,7 @@ options:
   action:
     description: What to compute.
     type: str
-    choices: [validate, assign, balance, plan_split]
+    choices: [validate, assign, balance, plan_split, place]
     default: assign
   ids:
     description:
@@ -39,8 +40,12 @@ options:
     type: int
     default: 1000
   counts:
-    description: Rows per shard for O(action=balance), one entry for every shard of the map.
+    description: Rows per shard for O(action=balance) and O(action=place), one entry for every shard of the map.
     type: dict
+  unavailable:
+    description: For O(action=place), shards that cannot be written now; they are skipped.
+    type: list
+    elements: str
   tolerance:
     description:
       - For O(action=balance), how far above the mean the largest shard may be and still count as
@@ -101,6 +106,14 @@ EXAMPLES = r"""
     capacity: 150000
     tolerance: 0.25
 
+- name: Where would a new beneficiary go?
+  rehab.scale.shard_assignment:
+    action: place
+    shards: "{{ rehab_shards }}"
+    counts: {shard1: 98000, shard2: 41000, shard3: 12000}
+  register: placed
+  # placed.shard == "shard3" when its capacity is 100000 (fill 0.12)
+
 - name: Plan splitting the open-ended shard at 300,001
   rehab.scale.shard_assignment:
     action: plan_split
@@ -160,9 +173,11 @@ assignments:
   elements: dict
   sample: [{"id": 123456, "shard": "shard2"}]
 shard:
-  description: The whole shard entry (with its passthrough keys) when exactly one ID was assigned.
-  returned: action is assign and exactly one ID was given
-  type: dict
+  description:
+    - The whole shard entry (with its passthrough keys) when exactly one ID was assigned.
+    - The name of the chosen shard for O(action=place).
+  returned: action is assign and exactly one ID was given, or action is place
+  type: raw
   sample: {"name": "shard2", "min_id": 100001, "max_id": 200000}
 total_rows:
   description: Sum of the row counts.
@@ -211,6 +226,16 @@ reasons:
   type: list
   elements: str
   sample: ["shard3 holds 161000 rows, over the capacity of 150000"]
+fill:
+  description: Fill ratio (rows over capacity) of the chosen shard.
+  returned: action is place
+  type: float
+  sample: 0.12
+fills:
+  description: Fill ratio of every shard with a capacity.
+  returned: action is place
+  type: dict
+  sample: {"shard1": 0.98, "shard2": 0.41, "shard3": 0.12}
 split:
   description:
     - The split itself, C(shard), C(boundary), the C(lower) and C(upper) parts.
@@ -240,6 +265,7 @@ ARGUMENT_SPEC = {
     "mapping": {"type": "str", "choices": list(MAPPING_MODES), "default": "auto"},
     "mapping_limit": {"type": "int", "default": DEFAULT_MAPPING_LIMIT},
     "counts": {"type": "dict"},
+    "unavailable": {"type": "list", "elements": "str"},
     "tolerance": {"type": "float", "default": DEFAULT_TOLERANCE},
     "capacity": {"type": "int"},
     "shard": {"type": "str"},
@@ -255,6 +281,7 @@ def main():
         required_if=[
             ("action", "assign", ("ids",)),
             ("action", "balance", ("counts",)),
+            ("action", "place", ("counts",)),
             ("action", "plan_split", ("shard",)),
             ("action", "plan_split", ("boundary", "histogram"), True),
         ],

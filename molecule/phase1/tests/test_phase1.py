@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+from rehab_testlib import APP_PORT, tls_path
 from rehab_testlib import prometheus_api as api
-from rehab_testlib import tls_path
 
 testinfra_hosts = ["p1-mon1"]
 
@@ -27,7 +27,7 @@ def curl(host, url, method="GET", data=None):
 
 
 def metric(host, name):
-    _, body = curl(host, "http://p1-app1:5001/metrics")
+    _, body = curl(host, f"http://p1-app1:{APP_PORT}/metrics")
     for line in body.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from rehab_testlib import assert_sandboxed
+from rehab_testlib import APP_PORT, assert_sandboxed
 
 testinfra_hosts = ["p1-app1"]
 
-BASE = "http://127.0.0.1:5001"
+BASE = f"http://127.0.0.1:{APP_PORT}"
 
 
 def get(host, path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from rehab_testlib import assert_sandboxed, assert_tls_verified, tls_path
+from rehab_testlib import APP_PORT, assert_sandboxed, assert_tls_verified, tls_path
 
 testinfra_hosts = ["p1-pg1"]
 CA = tls_path("ca")
@@ -61,7 +61,7 @@ def test_certificate_verifies_with_the_environment_ca(host):
 def test_app_and_exporter_connect_over_tls(host):
     # The app opens a connection for each readiness check, the exporter keeps one for its scrapes.
     app = testinfra.get_host("docker://p1-app1")
-    assert app.run("curl -sf -m 10 http://127.0.0.1:5001/api/agi/health/ready").rc == 0
+    assert app.run(f"curl -sf -m 10 http://127.0.0.1:{APP_PORT}/api/agi/health/ready").rc == 0
     scrape = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9187/metrics', timeout=10).read()"
     assert host.run(f'python3 -c "{scrape}"').rc == 0
     # log_connections (host_vars/p1-pg1.yml): every login of the app says how it was encrypted.

@@ -25,6 +25,7 @@ import pytest
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
+    APP_PORT,
     LAB_IMAGE,
     LAB_MONITORING_AUTH,
     HttpLoad,
@@ -469,7 +470,7 @@ def running_versions():
     """The version each app server's running process reports (its liveness body), read on the server."""
     versions = {}
     for app in APPS:
-        out = docker_exec(app, "curl", "-s", "-m", "5", "http://127.0.0.1:5001/api/agi/health")
+        out = docker_exec(app, "curl", "-s", "-m", "5", f"http://127.0.0.1:{APP_PORT}/api/agi/health")
         versions[app] = json.loads(out.stdout).get("version") if out.returncode == 0 else f"down: {out.stderr}"
     return versions
 
@@ -515,7 +516,14 @@ def releases(tmp_path_factory):
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/{v2.name}"
-    yield {"v2": v2, "v2_url": url, "v2_sha256": hashlib.sha256(v2.read_bytes()).hexdigest(), "v3": v3}
+    # Beside each build, scripts/build-release.sh puts its dependency wheels (rehab-shard-map).
+    yield {
+        "v2": v2,
+        "v2_url": url,
+        "v2_sha256": hashlib.sha256(v2.read_bytes()).hexdigest(),
+        "v3": v3,
+        "wheels": str(v2.parent / "wheels"),
+    }
     server.shutdown()
 
 
@@ -528,7 +536,10 @@ def test_a_release_rolls_out_under_load_and_fails_no_request(lb, releases):
     _, _, created = request(f"{lb}/api/agi/beneficiaries", "POST", {"name": "Rolled"})
     load = HttpLoad(f"{lb}/api/agi/beneficiaries/{created['id']}", context=tls())
     load.start()
-    release = {"app_release": {"url": releases["v2_url"], "sha256": releases["v2_sha256"]}, "app_log_level": "DEBUG"}
+    release = {
+        "app_release": {"url": releases["v2_url"], "sha256": releases["v2_sha256"], "wheels": releases["wheels"]},
+        "app_log_level": "DEBUG",
+    }
     out = run_playbook(ROOT / "playbooks/phase2.yml", "-e", json.dumps(release), inventory=INVENTORY, timeout=900)
     load.stop.set()
     load.join()
@@ -561,7 +572,7 @@ def test_a_broken_release_stops_on_the_first_server_which_goes_back(lb, releases
     before = {app: release_links(app) for app in APPS[1:]}
     load = HttpLoad(f"{lb}/api/agi/health", context=tls())
     load.start()
-    release = {"app_release": {"src": str(releases["v3"])}, "app_start_timeout": 10}
+    release = {"app_release": {"src": str(releases["v3"]), "wheels": releases["wheels"]}, "app_start_timeout": 10}
     out = run_playbook(ROOT / "playbooks/release.yml", "-e", json.dumps(release), inventory=INVENTORY)
     load.stop.set()
     load.join()
@@ -576,6 +587,20 @@ def test_a_broken_release_stops_on_the_first_server_which_goes_back(lb, releases
     assert load.failed == 0, f"{load.failed} of {load.total} requests failed: {load.by_status} {load.errors[:3]}"
     wait_for(lambda: set(haproxy_status("p2-lb1").values()) == {"UP"}, 10, "every server UP")
     print(f"broken release stopped on p2-app1 in {out.seconds:.0f} s; {load.total} requests, {load.failed} failed")
+
+
+def test_pruning_keeps_the_release_the_previous_link_names(releases):
+    """A run that switches nothing (2.0.0 stays) with app_keep_releases=2, the least allowed: on
+    p2-app1 the reference is the oldest of three (3.0.0, the broken one, is the newest) and beyond
+    the two kept, but `previous` names it, so it stays (rollback.yml goes back to it)."""
+    release = {"app_release": {"src": str(releases["v2"]), "wheels": releases["wheels"]}, "app_keep_releases": 2}
+    out = run_playbook(ROOT / "playbooks/release.yml", "-e", json.dumps(release), inventory=INVENTORY)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    for app in APPS:
+        installed = docker_exec(app, "ls", "/opt/rehab-agi/releases").stdout.split()
+        assert {REFERENCE, "2.0.0"} <= set(installed), (app, installed)
+        assert docker_exec(app, "test", "-d", "/opt/rehab-agi/previous/").returncode == 0, app
+    assert running_versions() == dict.fromkeys(APPS, "2.0.0")
 
 
 def test_bad_release_input_is_refused_before_anything_changes(releases):
@@ -599,7 +624,7 @@ def test_contracting_migrations_run_once_every_server_runs_the_release(releases)
     out = run_playbook(
         ROOT / "playbooks/contract.yml",
         "-e",
-        json.dumps({"app_release": {"src": str(releases["v3"])}}),
+        json.dumps({"app_release": {"src": str(releases["v3"]), "wheels": releases["wheels"]}}),
         inventory=INVENTORY,
     )
     assert out.returncode != 0
@@ -610,7 +635,7 @@ def test_contracting_migrations_run_once_every_server_runs_the_release(releases)
     out = run_playbook(
         ROOT / "playbooks/contract.yml",
         "-e",
-        json.dumps({"app_release": {"src": str(releases["v2"])}}),
+        json.dumps({"app_release": {"src": str(releases["v2"]), "wheels": releases["wheels"]}}),
         inventory=INVENTORY,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]

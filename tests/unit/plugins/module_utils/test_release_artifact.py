@@ -53,7 +53,7 @@ def test_the_reference_wheel_carries_the_codes_version(reference_wheel):
     assert info["name"] == "rehab-agi"
     assert info["filename"] == reference_wheel.name == f"rehab_agi-{code_version()}-py3-none-any.whl"
     assert info["entry_points"] == ["rehab-agi"]
-    assert sorted(info["requires"]) == ["prometheus-client", "psycopg2", "redis"]
+    assert sorted(info["requires"]) == ["prometheus-client", "psycopg2", "redis", "rehab-shard-map>=1.0,<2"]
 
 
 def test_the_build_is_reproducible(reference_wheel, tmp_path):

@@ -1,5 +1,7 @@
 """Shard map logic: boundaries, every error, and properties that must hold for any map."""
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -380,3 +382,83 @@ def test_split_plan_is_valid_and_preserves_assignment_outside_split(shards, data
         assert after == before
     else:
         assert after == (target["name"] if probe < boundary else "new")
+
+
+# --- capacity and placement ----------------------------------------------------------------------
+PLACED = sm.load([*sm.DEFAULT_SHARDS[:2], {**sm.DEFAULT_SHARDS[2], "capacity": 100_000}])
+
+
+def test_capacity_defaults_to_the_range_and_is_none_when_open_ended():
+    assert GUIDE.capacities == {"shard1": 100_000, "shard2": 100_000, "shard3": None}
+    assert PLACED.capacities["shard3"] == 100_000
+    assert sm.load([{"name": "a", "min_id": 1, "max_id": 10, "capacity": 4}]).capacities == {"a": 4}
+
+
+@pytest.mark.parametrize(
+    ("capacity", "message"),
+    [
+        (0, "shards[0] (a): capacity 0 leaves no room"),
+        (-5, "shards[0] (a) capacity: row count -5 is negative"),
+        ("many", "shards[0] (a) capacity: 'many' is not a row count"),
+        (11, "shards[0] (a): capacity 11 is more than the 10 IDs of its range 1-10"),
+    ],
+)
+def test_bad_capacity_is_named(capacity, message):
+    with pytest.raises(sm.ShardMapError, match=re.escape(message)):
+        sm.load([{"name": "a", "min_id": 1, "max_id": 10, "capacity": capacity}, {"name": "b", "min_id": 11}])
+
+
+def test_place_picks_the_lowest_fill_ratio_not_the_fewest_rows():
+    small = sm.load([{"name": "a", "min_id": 1, "max_id": 10}, {"name": "b", "min_id": 11, "max_id": 1000}])
+    # a holds fewer rows but is fuller (5 of 10 against 100 of 990).
+    assert sm.place(small, {"a": 5, "b": 100})["shard"] == "b"
+    assert sm.place(PLACED, {"shard1": 98_000, "shard2": 41_000, "shard3": 12_000}) == {
+        "shard": "shard3",
+        "fill": 0.12,
+        "fills": {"shard1": 0.98, "shard2": 0.41, "shard3": 0.12},
+    }
+
+
+def test_place_breaks_ties_by_map_order_and_skips_unavailable_and_exhausted_shards():
+    empty = dict.fromkeys(PLACED.names, 0)
+    assert sm.place(PLACED, empty)["shard"] == "shard1"
+    assert sm.place(PLACED, empty, unavailable=["shard1"])["shard"] == "shard2"
+    assert sm.place(PLACED, empty, unavailable=["shard1"], exhausted=["shard2"])["shard"] == "shard3"
+
+
+def test_place_skips_an_open_ended_shard_without_capacity_and_says_why_none_is_left():
+    assert sm.place(GUIDE, {"shard1": 90_000, "shard2": 95_000, "shard3": 0})["shard"] == "shard1"
+    with pytest.raises(sm.ShardMapError) as err:
+        sm.place(GUIDE, {"shard1": 1, "shard2": 1, "shard3": 0}, unavailable=["shard1"], exhausted=["shard2"])
+    assert str(err.value) == (
+        "no shard can take a new beneficiary: shard1 is unavailable; shard2 has used up its range; "
+        "shard3 has no capacity (open-ended: configure one)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "unavailable", "message"),
+    [
+        ({"shard1": 1, "shard2": 1}, (), "rows: no count for shard3"),
+        ({"shard1": 1, "shard2": 1, "shard3": -1}, (), r"rows\[shard3\]: row count -1 is negative"),
+        ({"shard1": 1, "shard2": 1, "shard3": 1}, ("shard9",), "unknown shard"),
+    ],
+)
+def test_place_refuses_bad_input(rows, unavailable, message):
+    with pytest.raises(sm.ShardMapError, match=message):
+        sm.place(PLACED, rows, unavailable=unavailable)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=100_000), min_size=3, max_size=3))
+def test_a_shard_placed_into_was_never_fuller_than_another_shard_at_the_end(start):
+    rows = dict(zip(PLACED.names, start, strict=True))
+    placed = set()
+    for _ in range(300):
+        name = sm.place(PLACED, rows)["shard"]
+        placed.add(name)
+        rows[name] += 1
+    lowest = min(rows[name] / PLACED.capacities[name] for name in PLACED.names)
+    for name in placed:
+        # When it took its last row it was the emptiest, and fills only grow.
+        assert (rows[name] - 1) / PLACED.capacities[name] <= lowest

@@ -77,3 +77,13 @@ def test_balance_and_split(capsys):
     _, split = run_module({"action": "plan_split", "shard": "shard3", "boundary": "300001"}, capsys)
     assert split["changed"] is False
     assert split["shard_map"][-1] == {"name": "shard4", "min_id": 300001, "max_id": None}
+
+
+def test_place_names_the_emptiest_shard_that_can_take_one(capsys):
+    shards = [{"name": "a", "min_id": 1, "max_id": 10}, {"name": "b", "min_id": 11, "capacity": 100}]
+    code, result = run_module(
+        {"action": "place", "shards": shards, "counts": {"a": 1, "b": 50}, "unavailable": ["a"]}, capsys
+    )
+    assert (code, result["shard"], result["fills"]) == (0, "b", {"a": 0.1, "b": 0.5})
+    code, result = run_module({"action": "place"}, capsys)
+    assert code == 1 and "missing: counts" in result["msg"]
