@@ -25,11 +25,19 @@ export ANSIBLE_STRATEGY := mitogen_linear
 else ifneq ($(STRATEGY),ansible)
 $(error STRATEGY must be mitogen or ansible, not '$(STRATEGY)')
 endif
-# The lab's shape follows the phase: inventories/lab (Phase 2, the default) or inventories/lab-phase1.
-LAB_INVENTORY ?= $(if $(filter phase1,$(PHASE)),inventories/lab-phase1,inventories/lab)
-# Smallest first (fast feedback), the full phase last. Phase 1 carries the tests of the roles it
-# deploys; HAProxy keeps a scenario of its own (its pool tests); docs/benchmarks.md says what covers what.
-SCENARIOS ?= haproxy phase1 failover backup phase2
+# The lab's shape follows the phase: inventories/lab (Phase 2, the default), inventories/lab-phase1 or
+# inventories/lab-phase3 (the shards; start it from an empty lab, see its hosts.yml).
+LAB_INVENTORY ?= $(if $(filter phase1,$(PHASE)),inventories/lab-phase1,$(if $(filter phase3,$(PHASE)),inventories/lab-phase3,inventories/lab))
+# Every scenario, and how `make molecule` runs them: MOLECULE_FIRST alone (it creates the lab CA the
+# others share), then MOLECULE_LANES side by side (a lane is its scenarios joined by '+', run in
+# order). Lanes pair a scenario whose time is converging (CPU) with one whose time is waiting
+# (failover, backup: timeouts and restarts they test), so two cores do both at once;
+# docs/benchmarks.md has the figures. `make molecule SCENARIOS="failover backup"` runs those, one
+# after the other. Phase 1 carries the tests of the roles it deploys; HAProxy keeps a scenario of
+# its own (its pool tests); docs/benchmarks.md says what covers what.
+MOLECULE_FIRST ?= haproxy
+MOLECULE_LANES ?= phase2+shards phase1+failover+backup
+SCENARIOS ?= $(MOLECULE_FIRST) $(subst +, ,$(MOLECULE_LANES))
 # Scenarios run under Ansible's own strategies whatever STRATEGY says, so CI keeps the default path
 # working too; phase1 costs about the same under both (its time is package installs, not tasks).
 PLAIN_SCENARIOS ?= phase1
@@ -93,6 +101,10 @@ else
 	@echo "  Alertmanager:        https://127.0.0.1:9093  (user rehab-monitor, password in vault.yml)"
 	@echo "  readiness:           https://127.0.0.1:8443/api/agi/health/ready"
 endif
+ifeq ($(PHASE),phase3)
+	@echo "  sharded by beneficiary ID (inventories/lab-phase3): cross-shard listing https://127.0.0.1:8443/api/agi/beneficiaries"
+	@echo "  on-call per shard:   ansible-playbook -i inventories/lab-phase3 playbooks/failover.yml -e shard=shard1"
+endif
 	@echo "  Prometheus:          https://127.0.0.1:9090/targets  (user rehab-monitor, password in inventories/lab/group_vars/all/vault.yml)"
 	@echo "Tear it down with:    make lab-down"
 
@@ -116,12 +128,12 @@ host-servers:
 	scripts/host-servers.sh
 
 molecule: venv image release no-stale-copies
-	@set -e; for s in $(SCENARIOS); do \
-	  plain=; case " $(PLAIN_SCENARIOS) " in *" $$s "*) plain="-u ANSIBLE_STRATEGY -u ANSIBLE_STRATEGY_PLUGINS";; esac; \
-	  echo "=== molecule test -s $$s$${plain:+ (Ansible strategies, not Mitogen)}"; start=$$(date +%s); \
-	  env $$plain molecule test -s $$s; \
-	  echo "=== $$s passed in $$(( $$(date +%s) - start )) s"; \
-	done
+ifeq ($(origin SCENARIOS),command line)
+	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh "$(SCENARIOS)"
+else
+	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh "$(MOLECULE_FIRST)"
+	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh $(foreach l,$(MOLECULE_LANES),"$(subst +, ,$(l))")
+endif
 
 test: lint unit integration molecule
 
