@@ -5,6 +5,7 @@ Everything here acts only on this machine and the lab's own containers.
 """
 
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -447,6 +448,12 @@ class LocalPostgres:
     def start(self):
         log = self.data / "server.log"
         self._as_postgres(self.BIN / "pg_ctl", "-D", self.data, "-l", log, "-w", "-t", "60", "start")
+
+    def freeze(self, frozen=True):
+        """SIGSTOP (or SIGCONT) the postmaster: connections are accepted by the kernel and never
+        answered, as a lost host's wait out their timeout."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
 
     def kill(self):
         pid = int((self.data / "postmaster.pid").read_text().split()[0])

@@ -58,7 +58,7 @@ from redis.exceptions import RedisClusterException
 
 # The release's version: the wheel's metadata is built from it (flit_core), and the running process
 # reports it, so a rollout is checked from outside against the code actually loaded.
-__version__ = "1.2.0"
+__version__ = "1.2.1"
 
 LOG = logging.getLogger("rehab-agi")
 
@@ -96,6 +96,9 @@ class Config:
         self.shards_file = env.get("REHAB_AGI_SHARDS") or None
         # Seconds a shard that failed is skipped (fast 503, no placement) before it is tried again.
         self.shard_retry = float(env.get("REHAB_AGI_SHARD_RETRY", "2"))
+        # Sharded readiness answers within this many seconds, whatever a dead host makes a check
+        # wait: a balancer's health check gives up sooner than a connection to a lost host does.
+        self.ready_wait = float(env.get("REHAB_AGI_READY_WAIT", "0.5"))
         # Seconds between recounts of each shard's rows for placement.
         self.placement_refresh = float(env.get("REHAB_AGI_PLACEMENT_REFRESH", "5"))
 
@@ -404,6 +407,9 @@ class App:
                 registry=self.metrics.registry,
             )
             self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2 * len(self.shards))
+            # One check per shard and dependency at a time; the last answer of each, kept.
+            self.checks_lock = threading.Lock()
+            self.inflight, self.last_checks = {}, {}
             self.placement_lock = threading.Lock()
         else:
             self.db = Database(config)
@@ -424,16 +430,37 @@ class App:
         }
         return (HTTPStatus.SERVICE_UNAVAILABLE if failed else HTTPStatus.OK), body
 
+    def _run_check(self, key, check):
+        result = check()
+        with self.checks_lock:
+            self.last_checks[key] = result
+        return result
+
+    def _shard_checks(self) -> dict:
+        """Every shard's PostgreSQL and Redis checked at once, answered within ready_wait seconds. A
+        check still running then (a lost host: its connection waits out the timeout) counts with
+        its previous answer, or as no answer; it is not started again until it ends, so a stream of
+        health checks never queues behind a dead host."""
+        with self.checks_lock:
+            for shard in self.shards.values():
+                for dependency, check in (("postgresql", shard.db.check), ("redis", shard.cache.check)):
+                    key = (shard.name, dependency)
+                    if key not in self.inflight or self.inflight[key].done():
+                        self.inflight[key] = self.pool.submit(self._run_check, key, check)
+            futures = dict(self.inflight)
+        concurrent.futures.wait(futures.values(), timeout=self.config.ready_wait)
+        waited = f"no answer within {self.config.ready_wait:g} s"
+        with self.checks_lock:
+            return {
+                key: future.result() if future.done() else self.last_checks.get(key, waited)
+                for key, future in futures.items()
+            }
+
     def _shard_readiness(self) -> tuple[int, dict]:
-        """Every shard's PostgreSQL and Redis checked at once (a dead host costs one timeout, not
-        one per shard). A shard is available while its PostgreSQL answers; its Redis failing is
-        named but reads then go to PostgreSQL. 503 only when no shard is available."""
-        futures = {
-            (shard.name, dependency): self.pool.submit(check)
-            for shard in self.shards.values()
-            for dependency, check in (("postgresql", shard.db.check), ("redis", shard.cache.check))
-        }
-        checks = {key: future.result() for key, future in futures.items()}
+        """Every shard's PostgreSQL and Redis (_shard_checks). A shard is available while its
+        PostgreSQL answers; its Redis failing is named but reads then go to PostgreSQL. 503 only
+        when no shard is available."""
+        checks = self._shard_checks()
         unavailable = []
         for shard in self.shards.values():
             error = checks[(shard.name, "postgresql")]

@@ -34,6 +34,11 @@ ACTIONS = ("validate", "assign", "balance", "plan_split", "place")
 # The coordinator's foreign server of a shard is this prefix plus the shard's name
 # (pg_shard_coordinator creates them; the service names the shard behind a failed cross-shard read).
 COORDINATOR_SERVER_PREFIX = "rehab_shard_"
+# The inventory groups of a shard follow one rule: "<shard name>_<kind>" (shard2_postgresql holds
+# shard 2's PostgreSQL nodes, shard2_redis its Redis hosts); the PostgreSQL group's name is also its
+# cluster name and its pgBackRest stanza. `-e shard=shard2` in the on-call playbooks resolves by it.
+GROUP_KINDS = ("postgresql", "redis")
+_GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MAPPING_MODES = ("auto", "always", "never")
 DEFAULT_MAPPING_LIMIT = 1000
 DEFAULT_TOLERANCE = 0.2
@@ -134,6 +139,22 @@ class ShardMap:
     def describe(self):
         """The map as plain data (copies; passthrough keys kept)."""
         return [dict(s) for s in self.shards]
+
+
+def group_of(shard, kind):
+    """The inventory group holding a shard's ``kind`` hosts (GROUP_KINDS): ``<name>_<kind>``.
+
+    ``shard`` is a shard's name or its map entry.
+    """
+    name = shard.get("name") if isinstance(shard, dict) else shard
+    if kind not in GROUP_KINDS:
+        raise ShardMapError(f"group kind {kind!r}: expected one of {', '.join(GROUP_KINDS)}")
+    if not isinstance(name, str) or not _GROUP_NAME.match(name):
+        raise ShardMapError(
+            f"shard name {name!r}: a shard's name starts its inventory groups' names ({kind}: <name>_{kind}), "
+            "so it must be a letter followed by letters, digits or underscores"
+        )
+    return f"{name}_{kind}"
 
 
 def capacity_of(shard):

@@ -19,7 +19,7 @@ import time
 
 import pytest
 from rehab_shardlab import GUIDE, READER, AppProcess, ShardLab, build_coordinator, call, write_map
-from rehab_testlib import wait_for
+from rehab_testlib import role_default, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -149,6 +149,30 @@ def test_a_killed_shard_fails_only_its_own_beneficiaries_and_readiness_names_it(
         servers["shard2"].start()
     wait_for(lambda: call(apps[0].base, "/api/agi/health/ready")[1]["status"] == "ready", 30, "shard2 back")
     assert call(apps[0].base, "/api/agi/beneficiaries/100001")[0] == 200
+
+
+def test_readiness_answers_within_the_balancers_check_timeout_while_a_shard_hangs(lab):
+    """A shard whose PostgreSQL accepts connections and never answers (a lost host: connections wait
+    out their timeout) must not make readiness slower than HAProxy's health check timeout, or the
+    balancer drops every server for one shard. Readiness answers in time, and names the shard once
+    its check has timed out."""
+    budget = role_default("haproxy", "haproxy_check_timeout") / 1000
+    apps, server = lab["apps"], lab["servers"]["shard2"]
+    server.freeze()
+    try:
+        for _ in range(6):
+            for app in apps:
+                started = time.monotonic()
+                status, body = call(app.base, "/api/agi/health/ready")
+                took = time.monotonic() - started
+                assert status == 200 and took < budget, (took, body)
+            time.sleep(0.5)
+        for app in apps:
+            status, body = call(app.base, "/api/agi/health/ready")
+            assert (status, body["unavailable"]) == (200, ["shard2"]), body
+    finally:
+        server.freeze(frozen=False)
+    wait_for(lambda: all(call(a.base, "/api/agi/health/ready")[1]["status"] == "ready" for a in apps), 30, "shard2")
 
 
 def test_readiness_is_503_only_when_no_shard_can_serve(lab):
