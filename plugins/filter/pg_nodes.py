@@ -1,6 +1,7 @@
 # Copyright: rehab-scale maintainers
 # Apache License 2.0 (see LICENSE)
-"""The pg_nodes filter: PostgreSQL nodes as rehab.scale.pg_failover_check expects them."""
+"""PostgreSQL filters: pg_nodes (nodes as rehab.scale.pg_failover_check expects them), lsn_int,
+pg_fence_outcome, pg_rejoin_plan, and pg_conninfo (a libpq multi-host connection string)."""
 
 from ansible.errors import AnsibleFilterError
 
@@ -72,6 +73,21 @@ def pg_rejoin_plan(probe, node, local_timeline=None):
     return rejoin_plan(node, nodes, timeline)
 
 
+def pg_conninfo(hosts, port, settings="", target_session_attrs=""):
+    """['a', 'b'] | rehab.scale.pg_conninfo(5432, 'dbname=rehab', 'read-write') ->
+    'host=a,b port=5432,5432 dbname=rehab target_session_attrs=read-write' (one port per host)."""
+    if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError(f"rehab.scale.pg_conninfo: expected a list of hosts, got {hosts!r}")
+    parts = [
+        f"host={','.join(map(str, hosts))}",
+        f"port={','.join([str(port)] * len(hosts))}",
+        " ".join(settings.split()),
+    ]
+    if target_session_attrs:
+        parts.append(f"target_session_attrs={target_session_attrs}")
+    return " ".join(part for part in parts if part)
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -79,4 +95,5 @@ class FilterModule:
             "lsn_int": lsn_int,
             "pg_fence_outcome": pg_fence_outcome,
             "pg_rejoin_plan": pg_rejoin_plan,
+            "pg_conninfo": pg_conninfo,
         }

@@ -3,7 +3,13 @@
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.rehab.scale.plugins.filter.pg_nodes import lsn_int, pg_fence_outcome, pg_nodes, pg_rejoin_plan
+from ansible_collections.rehab.scale.plugins.filter.pg_nodes import (
+    lsn_int,
+    pg_conninfo,
+    pg_fence_outcome,
+    pg_nodes,
+    pg_rejoin_plan,
+)
 
 HOSTVARS = {
     "pg1": {"ansible_facts": {"default_ipv4": {"address": "10.0.0.1"}}, "postgresql_port": 5433},
@@ -103,3 +109,17 @@ def test_pg_rejoin_plan(probe, node, local, source, problem):
 def test_pg_rejoin_plan_needs_a_probe_result():
     with pytest.raises(AnsibleFilterError, match=r"expected the result of rehab\.scale\.pg_failover_check"):
         pg_rejoin_plan("pg1", "pg1")
+
+
+def test_pg_conninfo_pairs_one_port_with_each_host_and_collapses_the_settings():
+    assert pg_conninfo(["10.0.0.1", "10.0.0.2"], 5432, "dbname=rehab\n  user=rehab ", "read-write") == (
+        "host=10.0.0.1,10.0.0.2 port=5432,5432 dbname=rehab user=rehab target_session_attrs=read-write"
+    )
+    assert pg_conninfo(["pg1"], "5433", "sslmode=disable ") == "host=pg1 port=5433 sslmode=disable"
+    assert pg_conninfo(["pg1"], 5432) == "host=pg1 port=5432"
+
+
+@pytest.mark.parametrize("hosts", ["pg1,pg2", None, {"pg1": 1}])
+def test_pg_conninfo_refuses_hosts_that_are_not_a_list(hosts):
+    with pytest.raises(AnsibleFilterError, match="expected a list of hosts"):
+        pg_conninfo(hosts, 5432)
