@@ -326,7 +326,16 @@ def _non_negative_int(value, where):
 
 
 def balance(shard_map, counts, tolerance=DEFAULT_TOLERANCE, capacity=None):
-    """Imbalance ratio (largest / mean), shards over capacity, and whether the layout is balanced."""
+    """How evenly rows are spread, and whether the layout is balanced.
+
+    When every shard has a capacity (its range's size, or the one configured), the judgement is the
+    fill spread: the fullest shard's fill ratio (rows over capacity) minus the emptiest one's, within
+    ``tolerance``. Judged this way a fresh layout whose first shard holds every row so far is
+    balanced while that shard is still mostly empty; placement (the lowest fill first) keeps it so.
+    Without capacities for every shard it is the rows of the largest shard over the mean, within
+    ``1 + tolerance``. Either way a shard holding more than ``capacity`` rows (when given), or than
+    its own capacity, makes the layout unbalanced.
+    """
     if not isinstance(counts, dict) or not counts:
         raise ShardMapError("counts must map every shard name to its row count")
     unknown = sorted(set(counts) - set(shard_map.names))
@@ -349,20 +358,39 @@ def balance(shard_map, counts, tolerance=DEFAULT_TOLERANCE, capacity=None):
     mean = total / len(rows)
     largest_name = max(shard_map.names, key=lambda n: rows[n])
     ratio = (rows[largest_name] / mean) if mean > 0 else 1.0
-    over = [] if capacity is None else [name for name in shard_map.names if rows[name] > capacity]
-    within = ratio <= 1.0 + tolerance
+    own = shard_map.capacities
+    fills = {name: rows[name] / own[name] for name in shard_map.names if own[name] is not None}
+    by_fill = len(fills) == len(rows)
     reasons = []
-    if not within:
-        reasons.append(
-            f"{largest_name} holds {rows[largest_name]} rows, {ratio:.3f}x the mean of {mean:.1f} "
-            f"(tolerance {1.0 + tolerance:.3f}x)"
-        )
-    reasons.extend(f"{name} holds {rows[name]} rows, over the capacity of {capacity}" for name in over)
+    if by_fill:
+        fullest = max(shard_map.names, key=lambda n: fills[n])
+        emptiest = min(shard_map.names, key=lambda n: fills[n])
+        spread = fills[fullest] - fills[emptiest]
+        within = spread <= tolerance + 1e-12
+        if not within:
+            reasons.append(
+                f"{fullest} is {fills[fullest]:.1%} full and {emptiest} {fills[emptiest]:.1%}: "
+                f"a fill spread of {spread:.3f}, over the tolerance of {tolerance:.3f}"
+            )
+    else:
+        spread = None
+        within = ratio <= 1.0 + tolerance
+        if not within:
+            reasons.append(
+                f"{largest_name} holds {rows[largest_name]} rows, {ratio:.3f}x the mean of {mean:.1f} "
+                f"(tolerance {1.0 + tolerance:.3f}x)"
+            )
+    limits = {n: min((c for c in (capacity, own[n]) if c is not None), default=None) for n in shard_map.names}
+    over = [n for n in shard_map.names if limits[n] is not None and rows[n] > limits[n]]
+    reasons.extend(f"{name} holds {rows[name]} rows, over the capacity of {limits[name]}" for name in over)
     return {
         "total_rows": total,
         "mean_rows": mean,
         "largest": largest_name,
         "imbalance_ratio": round(ratio, 6),
+        "judged_by": "fill" if by_fill else "rows",
+        "fills": {n: round(f, 6) for n, f in fills.items()},
+        "fill_spread": None if spread is None else round(spread, 6),
         "tolerance": tolerance,
         "capacity": capacity,
         "over_capacity": over,

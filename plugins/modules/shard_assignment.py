@@ -48,12 +48,19 @@ options:
     elements: str
   tolerance:
     description:
-      - For O(action=balance), how far above the mean the largest shard may be and still count as
-        balanced (0.2 means up to 1.2 times the mean).
+      - For O(action=balance) when every shard has a capacity (its range's size, or the one the map
+        configures), how far the fullest shard's fill ratio (rows over capacity) may pass the
+        emptiest one's (0.2 means 20 points of capacity). Judged on fills, a fresh layout whose
+        first shard holds every row so far is balanced while that shard is still mostly empty.
+      - Otherwise (an open-ended shard without a capacity), how far above the mean the largest shard
+        may be (0.2 means up to 1.2 times the mean).
+      - The shard balance alert of rehab.scale.monitoring applies the same rule to the same number.
     type: float
     default: 0.2
   capacity:
-    description: For O(action=balance), rows one shard may hold; shards above it are reported.
+    description:
+      - For O(action=balance), rows one shard may hold; shards above it are reported (as are shards
+        above their own capacity).
     type: int
   shard:
     description: Name of the shard to split for O(action=plan_split).
@@ -215,8 +222,18 @@ over_capacity:
   type: list
   elements: str
   sample: ["shard3"]
+judged_by:
+  description: C(fill) when every shard has a capacity (the fill spread is judged), else C(rows).
+  returned: action is balance
+  type: str
+  sample: fill
+fill_spread:
+  description: Fill ratio of the fullest shard minus that of the emptiest; null when judged by rows.
+  returned: action is balance
+  type: float
+  sample: 0.61
 balanced:
-  description: Imbalance within tolerance and no shard over capacity.
+  description: Imbalance (fill spread, else rows over the mean) within tolerance and no shard over capacity.
   returned: action is balance
   type: bool
   sample: false
@@ -233,7 +250,7 @@ fill:
   sample: 0.12
 fills:
   description: Fill ratio of every shard with a capacity.
-  returned: action is place
+  returned: action is place or balance
   type: dict
   sample: {"shard1": 0.98, "shard2": 0.41, "shard3": 0.12}
 split:

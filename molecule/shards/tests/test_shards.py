@@ -3,18 +3,22 @@ shards of the guide's map, each its own PostgreSQL and Redis, the coordinator in
 two app servers behind HAProxy, one pgBackRest stanza per shard. Checked from outside: through the
 balancer as a client, and in each shard's own database.
 
-Tests run in file order: the map and routing first, then a shard host killed (the container), then
-shard 1's failover and rejoin, then backups, and last the boundary IDs (they use up shard 1's and
-shard 2's ranges). Traffic goes only to the scenario's own containers.
+Tests run in file order: the map and routing first, the shard statistics in Prometheus and the
+shard report, then a shard host killed (the container), then shard 1's failover and rejoin, then
+backups, the boundary IDs (they use up shard 1's and shard 2's ranges), and last rows outside a
+shard's range refused by phase3.yml's preflight. Traffic goes only to the scenario's own containers.
 """
 
+import base64
 import concurrent.futures
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -26,12 +30,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rehab_testlib import (  # noqa: E402
     APP_PORT,
     LAB_DB_PASSWORD,
+    LAB_MONITORING_AUTH,
     container_address,
     docker_exec,
     haproxy_status,
+    lab_secret,
     lab_tls_context,
     psql,
+    role_default,
     run_playbook,
+    tls_path,
     wait_booted,
     wait_for,
 )
@@ -57,6 +65,7 @@ GROUPS = groups() if INVENTORY_FILE.is_file() else {}
 LB = GROUPS.get("lb", [""])[0]
 APPS = GROUPS.get("app", [])
 REPOSITORY = GROUPS.get("backup", [""])[0]
+MONITOR = GROUPS.get("monitoring", [""])[0]
 STATE = {"primary": {}}
 
 
@@ -172,6 +181,74 @@ def test_a_cross_shard_listing_through_the_coordinator_returns_everyone():
     expected = ",".join(f"f:beneficiaries_{s['name']}" for s in SHARDS)
     for node in GROUPS["shard1_postgresql"]:
         assert psql(node, kinds, db="rehab_coordinator") == expected, node
+
+
+def prometheus(expr):
+    """{shard or "": value} of an instant query on the scenario's Prometheus, over HTTPS with the login."""
+    port = role_default("monitoring", "monitoring_prometheus_port")
+    url = f"https://{container_address(MONITOR)}:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    req = urllib.request.Request(url)
+    req.add_header("Authorization", "Basic " + base64.b64encode(":".join(LAB_MONITORING_AUTH).encode()).decode())
+    with urllib.request.urlopen(req, timeout=10, context=lab_tls_context(MONITOR)) as response:  # noqa: S310
+        result = json.loads(response.read())["data"]["result"]
+    return {sample["metric"].get("shard", ""): float(sample["value"][1]) for sample in result}
+
+
+def test_shard_statistics_reach_prometheus_and_the_monitoring_role_reads_no_record():
+    counts = {shard["name"]: len(rows(shard)) for shard in SHARDS}
+    # Every node of every shard exports; a shard's rows are the same on its primary and replica.
+    wait_for(lambda: prometheus("max by (shard) (rehab_shard_rows)") == counts, timeout=90,
+             what=f"rehab_shard_rows = {counts}")  # fmt: skip
+    assert prometheus("min by (shard) (rehab_shard_rows)") == counts
+    fills = {name: count / (shard.get("capacity") or shard["max_id"] - shard["min_id"] + 1)
+             for name, count, shard in zip(counts, counts.values(), SHARDS, strict=True)}  # fmt: skip
+    # The recording rule catches up at its next evaluation (the scrape interval).
+    wait_for(lambda: prometheus("rehab:shard_fill:ratio") == pytest.approx(fills), timeout=60, what=f"fills {fills}")
+    # IDs left, from each primary: the end of the range minus the last ID its sequence issued. (A
+    # replica may show up to 32 fewer: a sequence is WAL-logged ahead of its use; the rule takes
+    # the smallest.)
+    for shard in SHARDS:
+        name, high = shard["name"], bounds(shard)[1]
+        left = prometheus(f'rehab_shard_ids_left{{shard="{name}", instance="{primary(name)}"}}')
+        assert left == {name: pytest.approx(high - max(STATE["ids"][name]), rel=1e-12)}, name
+    # Three clusters, three primaries: no split brain (it is counted per cluster).
+    assert prometheus("count(pg_replication_is_replica == 0)") == {"": 3.0}
+    assert prometheus('ALERTS{alertname=~"PostgresSplitBrain|ShardFillImbalance|ShardRangeNearlyUsed"}') == {}
+    # The exporter's login runs the counts and reads nothing of a beneficiary.
+    node = primary(SHARDS[0]["name"])
+    login = (f"host={container_address(node)} dbname=rehab user={role_default('postgresql', 'postgresql_monitor_user')}"
+             f" sslmode=verify-full sslrootcert={tls_path('ca')}")  # fmt: skip
+
+    def as_monitor(query):
+        return docker_exec(node, "env", f"PGPASSWORD={lab_secret('vault_pg_monitor_password')}",
+                           "psql", login, "-Atc", query)  # fmt: skip
+
+    out = as_monitor("SELECT rows_total FROM rehab_shard_stats()")
+    assert out.returncode == 0 and int(out.stdout) == counts[SHARDS[0]["name"]], out.stdout + out.stderr
+    out = as_monitor("SELECT count(*) FROM beneficiaries")
+    assert out.returncode != 0 and "permission denied for table beneficiaries" in out.stderr, out.stdout + out.stderr
+
+
+def test_the_shard_report_prints_the_balance_and_plans_a_split():
+    out = run_playbook(ROOT / "playbooks/shard_report.yml", "--check", inventory=INVENTORY)
+    assert out.returncode == 0, out.text[-3000:]
+    for shard in SHARDS:
+        assert f"{shard['name']}: {len(rows(shard))} rows" in out.text, out.text[-3000:]
+    assert "balance: balanced (judged by fill, fill spread" in out.text, out.text[-3000:]
+    assert "changed=0" in out.stdout and "changed=1" not in out.stdout
+    # A split of shard 1 planned from its IDs' histogram: the boundary halves its rows.
+    out = run_playbook(ROOT / "playbooks/shard_report.yml", "-e", "split=shard1", inventory=INVENTORY)
+    assert out.returncode == 0, out.text[-3000:]
+    held = STATE["ids"]["shard1"]
+    boundary = int(re.search(r"split shard1 at (\d+): shard1 keeps IDs 1-", out.text).group(1))
+    below = sum(1 for i in held if i < boundary)
+    assert abs(below - (len(held) - below)) <= len(held) // 5 + 2, (boundary, below, len(held))
+    assert f"({below} rows)" in out.text, out.text[-3000:]
+    # A shard the map does not have is refused, naming it, before any node is read.
+    out = run_playbook(ROOT / "playbooks/shard_report.yml", "-e", "split=shard9", inventory=INVENTORY)
+    assert out.returncode != 0
+    assert "split=shard9 is not a shard of rehab_shards (shard1, shard2, shard3)" in out.text, out.text[-3000:]
+    assert "This node's shard statistics" not in out.stdout
 
 
 def test_a_killed_shard_host_fails_only_its_own_beneficiaries_and_no_server_leaves_the_balancer():
@@ -339,3 +416,28 @@ def test_boundary_ids_land_on_their_shards():
     # A shard's database refuses an ID of another shard's range (its CHECK constraint).
     with pytest.raises(AssertionError, match=f"beneficiaries_id_in_shard_1_{s1['max_id']}"):
         psql(primary(s1["name"]), f"INSERT INTO beneficiaries (id, name) VALUES ({s2['min_id']}, 'misplaced')")
+
+
+def test_rows_outside_a_shard_range_stop_phase3_before_any_change():
+    """What a Phase 2 database becoming shard 1 with IDs above its range looks like, made on shard2
+    (its CHECK constraint set aside as a database without it would be): phase3.yml names the rows
+    and changes nothing; nothing is moved."""
+    s2 = SHARDS[1]
+    node = primary(s2["name"])
+    check = f"beneficiaries_id_in_shard_{s2['min_id']}_{s2['max_id']}"
+    psql(node, f"ALTER TABLE beneficiaries DROP CONSTRAINT {check}")
+    try:
+        psql(node, "INSERT INTO beneficiaries (id, name) OVERRIDING SYSTEM VALUE VALUES (7, 'a'), (250000, 'b')")
+        out = run_playbook(ROOT / "playbooks/phase3.yml", inventory=INVENTORY)
+        assert out.returncode != 0
+        assert (
+            f"Phase 3 refused, nothing was changed: shard2 (IDs {s2['min_id']}-{s2['max_id']}) holds 2 row(s)"
+            f" outside its range in rehab.beneficiaries on {node}: IDs 7, 250000." in out.text
+        ), out.text[-3000:]
+        recap = out.stdout[out.stdout.index("PLAY RECAP") :]
+        assert "changed=0" in recap and not any(f"changed={n}" in recap for n in range(1, 10)), recap
+        assert psql(node, "SELECT count(*) FROM beneficiaries WHERE id IN (7, 250000)") == "2"  # not moved
+    finally:
+        psql(node, "DELETE FROM beneficiaries WHERE id IN (7, 250000)")
+        low, high = s2["min_id"], s2["max_id"]
+        psql(node, f"ALTER TABLE beneficiaries ADD CONSTRAINT {check} CHECK (id BETWEEN {low} AND {high})")

@@ -209,6 +209,33 @@ def test_balance_errors(counts, kwargs, message):
         sm.balance(GUIDE, counts, **kwargs)
 
 
+def test_balance_with_every_capacity_judges_the_fill_spread_so_a_fresh_layout_does_not_page():
+    # The lab's map (shard 3 given a capacity): shard 1 holds everything so far, 15 % full.
+    lab = sm.load([*sm.DEFAULT_SHARDS[:2], {**sm.DEFAULT_SHARDS[2], "capacity": 100_000}])
+    fresh = sm.balance(lab, {"shard1": 15_000, "shard2": 0, "shard3": 0})
+    assert (fresh["judged_by"], fresh["fill_spread"], fresh["balanced"]) == ("fill", 0.15, True)
+    assert fresh["imbalance_ratio"] == 3.0  # by rows it would be far out; by fill it is not
+    skewed = sm.balance(lab, {"shard1": 90_000, "shard2": 40_000, "shard3": 65_000}, tolerance=0.3)
+    assert skewed["fills"] == {"shard1": 0.9, "shard2": 0.4, "shard3": 0.65}
+    assert skewed["balanced"] is False
+    assert skewed["reasons"] == [
+        "shard1 is 90.0% full and shard2 40.0%: a fill spread of 0.500, over the tolerance of 0.300"
+    ]
+
+
+@pytest.mark.parametrize(("tolerance", "balanced"), [(0.199, False), (0.2, True)])
+def test_balance_fill_spread_edge(tolerance, balanced):
+    lab = sm.load([{"name": "a", "min_id": 1, "max_id": 1000}, {"name": "b", "min_id": 1001, "max_id": 2000}])
+    assert sm.balance(lab, {"a": 300, "b": 100}, tolerance=tolerance)["balanced"] is balanced
+
+
+def test_balance_reports_a_shard_over_its_own_capacity():
+    small = sm.load([{"name": "a", "min_id": 1, "max_id": 1000, "capacity": 100}, {"name": "b", "min_id": 1001}])
+    result = sm.balance(small, {"a": 150, "b": 150})
+    assert (result["judged_by"], result["over_capacity"]) == ("rows", ["a"])
+    assert result["reasons"] == ["a holds 150 rows, over the capacity of 100"]
+
+
 # --- plan_split ---------------------------------------------------------------------------------
 def test_split_open_ended_last_shard():
     result = sm.plan_split(GUIDE, "shard3", boundary=300_001)
