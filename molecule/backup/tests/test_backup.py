@@ -348,7 +348,8 @@ def test_past_the_queue_bound_wal_is_dropped_and_a_full_backup_restores_coverage
     dropped_at = metric(PRIMARY, "pgbackrest_archive_last_dropped_timestamp_seconds")
     assert metric(PRIMARY, "pgbackrest_archive_dropped_total") > 0
     # The alert's condition, on the real metrics: the drop is newer than every full backup...
-    assert dropped_at > metric(PRIMARY, "pgbackrest_backup_last_completed_timestamp_seconds")
+    drops = docker_exec(PRIMARY, "grep", "dropped", log).stdout[-2000:]  # shown if the next assertion fails
+    assert dropped_at > metric(PRIMARY, "pgbackrest_backup_last_completed_timestamp_seconds"), drops
     out = run_playbook(ROOT / "playbooks/backup.yml", "-e", "backup_type=full", inventory=INVENTORY, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:]
     pgbackrest("check", node=PRIMARY, user="postgres")

@@ -12,6 +12,7 @@ both).
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -63,20 +64,29 @@ def archiver():
         return None
 
 
+STAMP = re.compile(r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
+
+
 def dropped(log):
-    """(times WAL was dropped past the queue bound, when it last was) from the async push log."""
+    """(times WAL was dropped past the queue bound, when it last was) from the async push log.
+
+    A drop whose line carries no readable time still counts, and is dated by the log's last write:
+    never 0 ("never dropped"), which would clear the alert while the archive has a gap."""
     count, last = 0, 0.0
     try:
-        lines = Path(log).read_text(errors="replace").splitlines()
+        path = Path(log)
+        lines = path.read_text(errors="replace").splitlines()
+        written = path.stat().st_mtime
     except OSError:
         return count, last
     for line in lines:
         if "dropped" in line and "WARN" in line:
             count += 1
-            try:  # "2026-11-28 08:48:45.123 P00   WARN: ...", in the host's local time
-                last = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S"))
-            except ValueError:
-                continue
+            stamp = STAMP.search(line)  # "2026-11-28 08:48:45.123 P00   WARN: ...", in the host's local time
+            try:
+                last = max(last, time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")))
+            except (AttributeError, ValueError, OverflowError):
+                last = max(last, written)
     return count, last
 
 
