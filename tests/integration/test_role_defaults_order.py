@@ -9,11 +9,10 @@ in inventory order every time.
 """
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from rehab_testlib import run_playbook
 
 pytestmark = pytest.mark.integration
 
@@ -50,21 +49,11 @@ def members(tmp_path, seed):
     (tmp_path / "hosts.yml").write_text(INVENTORY)
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     env = {
-        **os.environ,
         "PYTHONHASHSEED": str(seed),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
         "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json",
     }
-    out = subprocess.run(
-        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    out = run_playbook(tmp_path / "play.yml", inventory=tmp_path / "hosts.yml", env=env, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     # One entry per task, or (Mitogen's strategy, as the Makefile runs it) one per task and host.
     tasks = json.loads(out.stdout)["plays"][0]["tasks"]
