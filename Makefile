@@ -36,7 +36,7 @@ LAB_INVENTORY ?= $(if $(filter phase1,$(PHASE)),inventories/lab-phase1,$(if $(fi
 # after the other. Phase 1 carries the tests of the roles it deploys; HAProxy keeps a scenario of
 # its own (its pool tests); docs/benchmarks.md says what covers what.
 MOLECULE_FIRST ?= haproxy
-MOLECULE_LANES ?= phase2+shards phase1+failover+backup
+MOLECULE_LANES ?= phase2 phase1+shards failover+backup
 SCENARIOS ?= $(MOLECULE_FIRST) $(subst +, ,$(MOLECULE_LANES))
 # Scenarios run under Ansible's own strategies whatever STRATEGY says, so CI keeps the default path
 # working too; phase1 costs about the same under both (its time is package installs, not tasks).
@@ -46,7 +46,7 @@ PLAIN_SCENARIOS ?= phase1
 # working tree; only the link in collections/ may provide rehab.scale.
 STALE_COPIES := $(HOME)/.ansible/collections/ansible_collections/rehab/scale $(wildcard $(HOME)/.cache/ansible-compat/*/collections/ansible_collections/rehab/scale)
 
-.PHONY: help lab lab-up lab-down lab-status deploy release test lint unit integration host-servers molecule engine image venv clean no-stale-copies
+.PHONY: help lab lab-up lab-down lab-status deploy release test lint unit integration host-servers molecule molecule-first molecule-lanes engine image venv clean no-stale-copies
 
 help:
 	@echo "make lab         set up and deploy $(PHASE) onto the local Docker lab"
@@ -131,11 +131,21 @@ molecule: venv image release no-stale-copies
 ifeq ($(origin SCENARIOS),command line)
 	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh "$(SCENARIOS)"
 else
-	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh "$(MOLECULE_FIRST)"
-	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh $(foreach l,$(MOLECULE_LANES),"$(subst +, ,$(l))")
+	$(MAKE) --no-print-directory molecule-first molecule-lanes
 endif
 
-test: lint unit integration molecule
+molecule-first: venv image release no-stale-copies
+	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh "$(MOLECULE_FIRST)"
+
+molecule-lanes: venv image release no-stale-copies
+	PLAIN_SCENARIOS="$(PLAIN_SCENARIOS)" scripts/molecule-lanes.sh $(foreach l,$(MOLECULE_LANES),"$(subst +, ,$(l))")
+
+# The checks (lint, unit, integration: one core at a time) run beside the first Molecule stage, two
+# jobs at once, each target's output printed whole when it ends; then the lanes. Any failure fails
+# the run, once the jobs already started have finished.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint unit integration molecule-first
+	$(MAKE) --no-print-directory molecule-lanes
 
 clean: lab-down
 	rm -rf .cache
