@@ -35,7 +35,7 @@ LAB_INVENTORY ?= $(if $(filter phase1,$(PHASE)),inventories/lab-phase1,$(if $(fi
 # docs/benchmarks.md has the figures. `make molecule SCENARIOS="failover backup"` runs those, one
 # after the other. Phase 1 carries the tests of the roles it deploys; HAProxy keeps a scenario of
 # its own (its pool tests); docs/benchmarks.md says what covers what.
-MOLECULE_FIRST ?= haproxy
+MOLECULE_FIRST ?= haproxy k3s
 MOLECULE_LANES ?= phase2 phase1+shards failover+backup
 SCENARIOS ?= $(MOLECULE_FIRST) $(subst +, ,$(MOLECULE_LANES))
 # Scenarios run under Ansible's own strategies whatever STRATEGY says, so CI keeps the default path

@@ -4,6 +4,21 @@
 # (machines without systemd as PID 1, such as CI containers).
 set -euo pipefail
 
+# Every lab container runs systemd, which holds about 7 inotify instances; they count against one
+# per-user limit on the host (fs.inotify.max_user_instances, 128 on Debian). Past about 17 running
+# containers a new one's systemd cannot start and the container exits at boot (seen when three
+# Molecule lanes overlap: "Container ... is not running" right after create). Raise it where we may.
+inotify_wanted=1024
+inotify_now=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo "$inotify_wanted")
+if [ "$inotify_now" -lt "$inotify_wanted" ]; then
+  if [ "$(id -u)" = 0 ] && sysctl -qw fs.inotify.max_user_instances="$inotify_wanted" 2>/dev/null; then
+    echo "docker-engine: fs.inotify.max_user_instances raised from $inotify_now to $inotify_wanted"
+  else
+    echo "docker-engine: fs.inotify.max_user_instances is $inotify_now; about 17 lab containers fit at once" \
+      "(raise it: sysctl -w fs.inotify.max_user_instances=$inotify_wanted)" >&2
+  fi
+fi
+
 if docker info >/dev/null 2>&1; then
   echo "docker-engine: an engine answers"
   exit 0
