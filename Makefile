@@ -61,7 +61,9 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q .
+	# --no-compile: the ansible package carries thousands of collection modules that are never
+	# imported here; Python compiles what is imported, when it is.
+	$(BIN)/pip install -q --no-compile .
 	touch $@
 
 venv: $(VENV)/.installed

@@ -308,8 +308,11 @@ def metric(node, name):
     """A sample of this stanza's node-exporter textfile metric ``name`` on ``node``, refreshed now.
 
     Started twice: a start while the timer's own run is under way only waits for that run, which may
-    have read the state before the moment the caller means (seen in CI: a drop read as never)."""
+    have read the state before the moment the caller means (seen in CI: a drop read as never). Each
+    start clears systemd's start counter first: callers poll, and five starts within ten seconds
+    hit the unit's start limit ("start of the service was attempted too often", seen in CI)."""
     for _ in range(2):
+        docker_exec(node, "systemctl", "reset-failed", "pgbackrest-metrics.service")
         assert docker_exec(node, "systemctl", "start", "pgbackrest-metrics.service", timeout=300).returncode == 0
     metrics = docker_exec(node, "cat", "/var/lib/prometheus/node-exporter/pgbackrest.prom").stdout
     found = [line for line in metrics.splitlines() if line.startswith(f'{name}{{stanza="{STANZA}"')]
