@@ -78,6 +78,13 @@ server:
   description: Address of the server that accepted writes and ran them.
   returned: success
   type: str
+refused:
+  description:
+    - True when the migrations themselves were refused (an edited, missing or out-of-order one, a
+      contract before its expand): a final answer, unlike a database that cannot be reached yet,
+      which a caller may retry.
+  returned: failure
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -130,7 +137,7 @@ def main():
             params["dsn"], connect_timeout=params["connect_timeout"], application_name="rehab-scale migrate", **extra
         )
     except psycopg2.Error as exc:
-        module.fail_json(msg=f"cannot reach the database that accepts writes: {str(exc).strip()}")
+        module.fail_json(msg=f"cannot reach the database that accepts writes: {str(exc).strip()}", refused=False)
     conn.autocommit = True
     applied = []
     try:
@@ -143,7 +150,7 @@ def main():
             try:
                 pending = plan(params["migrations"], records, params["kind"])["pending"]
             except MigrationError as exc:
-                module.fail_json(msg=f"migrations refused: {exc}", recorded=records)
+                module.fail_json(msg=f"migrations refused: {exc}", recorded=records, refused=True)
             summary = [{"id": m["id"], "kind": m["kind"], "name": m["name"]} for m in pending]
             if module.check_mode or not pending:
                 module.exit_json(changed=bool(pending), applied=summary, recorded=records, server=server)
