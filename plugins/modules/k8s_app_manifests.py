@@ -145,6 +145,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.rehab.scale.plugins.module_utils.k8s_manifests import (
     APP_LABEL,
     KINDS,
+    OPTIONAL,
     REQUIRED,
     ManifestError,
     app_manifests,
@@ -158,34 +159,38 @@ except ImportError:
 else:
     HAS_VALIDATOR = True
 
-SETTINGS = [*REQUIRED, "ingress_host", "env", "secret_keys", "shard_map"]
+# The settings module_utils/k8s_manifests.py builds from: its REQUIRED ones and its OPTIONAL ones
+# (tests/unit/plugins/modules/test_k8s_app_manifests.py keeps this spec, the documentation and those
+# lists the same).
+SETTINGS = [*REQUIRED, *OPTIONAL]
+ARGUMENT_SPEC = {
+    "kubernetes_version": {"type": "str", "required": True},
+    "image": {"type": "str", "required": True},
+    "name": {"type": "str", "required": True},
+    "namespace": {"type": "str", "required": True},
+    "replicas": {"type": "int", "required": True},
+    "max_surge": {"type": "int", "required": True},
+    "max_unavailable": {"type": "int", "required": True},
+    "port": {"type": "int", "required": True},
+    "requests": {"type": "dict", "required": True},
+    "limits": {"type": "dict", "required": True},
+    "liveness": {"type": "dict", "required": True},
+    "readiness": {"type": "dict", "required": True},
+    "autoscaler": {"type": "dict", "required": True},
+    "disruption_max_unavailable": {"type": "int", "required": True},
+    "ingress_class": {"type": "str", "required": True},
+    "ingress_host": {"type": "str", "default": ""},
+    "image_pull_policy": {"type": "str", "required": True, "choices": ["Always", "IfNotPresent", "Never"]},
+    "run_as_user": {"type": "int", "required": True},
+    "env": {"type": "dict", "default": {}},
+    "secret_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
+    "shard_map": {"type": "raw"},
+}
 
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "kubernetes_version": {"type": "str", "required": True},
-            "image": {"type": "str", "required": True},
-            "name": {"type": "str", "required": True},
-            "namespace": {"type": "str", "required": True},
-            "replicas": {"type": "int", "required": True},
-            "max_surge": {"type": "int", "required": True},
-            "max_unavailable": {"type": "int", "required": True},
-            "port": {"type": "int", "required": True},
-            "requests": {"type": "dict", "required": True},
-            "limits": {"type": "dict", "required": True},
-            "liveness": {"type": "dict", "required": True},
-            "readiness": {"type": "dict", "required": True},
-            "autoscaler": {"type": "dict", "required": True},
-            "disruption_max_unavailable": {"type": "int", "required": True},
-            "ingress_class": {"type": "str", "required": True},
-            "ingress_host": {"type": "str", "default": ""},
-            "image_pull_policy": {"type": "str", "required": True, "choices": ["Always", "IfNotPresent", "Never"]},
-            "run_as_user": {"type": "int", "required": True},
-            "env": {"type": "dict", "default": {}},
-            "secret_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
-            "shard_map": {"type": "raw"},
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     if not HAS_VALIDATOR:
