@@ -11,6 +11,7 @@ cluster forms, no node joins, no image is imported, nothing is applied. No fake 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ SETTINGS = yaml.safe_load((SCENARIO / "group_vars/k3s/main.yml").read_text())
 REGISTRATION = f"https://{SETTINGS['rehab_k3s_registration_address']}:6443"
 K3S_DEFAULTS = yaml.safe_load((ROOT / "roles/k3s_server/defaults/main.yml").read_text())
 KUBERNETES = K3S_DEFAULTS["k3s_server_version"].lstrip("v").split("+")[0]  # v1.34.1+k3s1 -> 1.34.1
+FIREWALL_DROPINS = yaml.safe_load((ROOT / "roles/firewall/defaults/main.yml").read_text())["firewall_dropin_dir"]
 
 
 def pins():
@@ -65,6 +67,20 @@ def test_the_pinned_artifacts_are_installed_where_k3s_runs_them():
         # The release image, for nodes that cannot pull it.
         archive = "/var/lib/rancher/k3s/agent/images/rehab-agi-1.0.0.tar"
         assert sha256_on(node, archive) == hashlib.sha256((ARTIFACTS / "rehab-agi-1.0.0.tar").read_bytes()).hexdigest()
+
+
+def test_each_node_declares_only_the_ports_it_serves_to_the_host_firewall():
+    """Servers serve the API, etcd, the kubelet and the overlay; agents the kubelet and the overlay."""
+
+    def declared(node):
+        out = docker_exec(node, "cat", f"{FIREWALL_DROPINS}/k3s.nft")
+        assert out.returncode == 0, out.stderr
+        return re.findall(r'accept comment "k3s: ([^"]+)"', out.stdout)
+
+    for node in SERVERS:
+        assert declared(node) == ["Kubernetes API", "etcd clients and peers", "kubelet", "flannel VXLAN"], node
+    for node in AGENTS:
+        assert declared(node) == ["kubelet", "flannel VXLAN"], node
 
 
 def test_the_first_server_creates_the_cluster_and_every_other_node_joins_through_the_registration_address():
