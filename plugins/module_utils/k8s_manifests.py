@@ -337,6 +337,161 @@ def app_manifests(settings: dict) -> list[dict]:
     return objects
 
 
+# The cluster's metrics for the existing Prometheus (outside the cluster): its service account may
+# read the kubelets' metrics (nodes/metrics: /metrics and /metrics/cadvisor on port 10250, nothing
+# else of the kubelet API) and kube-state-metrics through the API server's proxy to that one Service.
+MONITORING_NAMESPACE = "kube-system"
+PROMETHEUS_ACCOUNT = "rehab-prometheus"
+KUBE_STATE_METRICS = "kube-state-metrics"
+KUBE_STATE_METRICS_PORT_NAME = "http-metrics"
+# What kube-state-metrics watches and exports: what the pod rules read (rehab.scale.monitoring),
+# no more (its role may list and watch these only).
+KUBE_STATE_METRICS_RESOURCES = {
+    "pods": ("", "pods"),
+    "deployments": ("apps", "deployments"),
+    "horizontalpodautoscalers": ("autoscaling", "horizontalpodautoscalers"),
+    "nodes": ("", "nodes"),
+}
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9./:_-]*(@sha256:[0-9a-f]{64})?$")
+
+
+def kube_state_metrics_path() -> str:
+    """Where Prometheus reads kube-state-metrics: the API server's proxy to its Service."""
+    service = f"{KUBE_STATE_METRICS}:{KUBE_STATE_METRICS_PORT_NAME}"
+    return f"/api/v1/namespaces/{MONITORING_NAMESPACE}/services/{service}/proxy/metrics"
+
+
+def monitoring_manifests(image: str, app_name: str) -> list[dict]:
+    """The objects that let the Prometheus outside the cluster read it, in apply order: its service
+    account with a long-lived token and the two permissions above, and kube-state-metrics (pinned
+    ``image``). Each carries the label rehab.scale/app=<app_name>-monitoring."""
+    if not image or not _IMAGE.match(image) or ":" not in image.rsplit("/", 1)[-1]:
+        raise ManifestError(f"kube-state-metrics image {image!r} is not an image reference with a tag")
+    label = f"{app_name}-monitoring"
+
+    def meta(name, namespaced=True):
+        metadata = {
+            "name": name,
+            "labels": {"app.kubernetes.io/managed-by": "rehab-scale", APP_LABEL: label},
+        }
+        if namespaced:
+            metadata["namespace"] = MONITORING_NAMESPACE
+        return metadata
+
+    def binding(name, account):
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(name, namespaced=False),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": MONITORING_NAMESPACE}],
+        }
+
+    ksm_selector = {"app.kubernetes.io/name": KUBE_STATE_METRICS}
+    groups = {}
+    for group, resource in KUBE_STATE_METRICS_RESOURCES.values():
+        groups.setdefault(group, []).append(resource)
+    probe = {"timeoutSeconds": 5, "periodSeconds": 10}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(PROMETHEUS_ACCOUNT)},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                **meta(f"{PROMETHEUS_ACCOUNT}-token"),
+                "annotations": {"kubernetes.io/service-account.name": PROMETHEUS_ACCOUNT},
+            },
+            "type": "kubernetes.io/service-account-token",
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(PROMETHEUS_ACCOUNT, namespaced=False),
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["services/proxy"],
+                    "resourceNames": [f"{KUBE_STATE_METRICS}:{KUBE_STATE_METRICS_PORT_NAME}"],
+                    "verbs": ["get"],
+                },
+            ],
+        },
+        binding(PROMETHEUS_ACCOUNT, PROMETHEUS_ACCOUNT),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(KUBE_STATE_METRICS)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(KUBE_STATE_METRICS, namespaced=False),
+            "rules": [
+                {"apiGroups": [group], "resources": sorted(resources), "verbs": ["list", "watch"]}
+                for group, resources in sorted(groups.items())
+            ],
+        },
+        binding(KUBE_STATE_METRICS, KUBE_STATE_METRICS),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta(KUBE_STATE_METRICS),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": ksm_selector},
+                "template": {
+                    "metadata": {"labels": {**ksm_selector, APP_LABEL: label}},
+                    "spec": {
+                        "serviceAccountName": KUBE_STATE_METRICS,
+                        "automountServiceAccountToken": True,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65534,
+                            "runAsGroup": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": KUBE_STATE_METRICS,
+                                "image": image,
+                                "args": [f"--resources={','.join(sorted(KUBE_STATE_METRICS_RESOURCES))}"],
+                                "ports": [
+                                    {"name": KUBE_STATE_METRICS_PORT_NAME, "containerPort": 8080},
+                                    {"name": "telemetry", "containerPort": 8081},
+                                ],
+                                "livenessProbe": {"httpGet": {"path": "/livez", "port": "http-metrics"}, **probe},
+                                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "telemetry"}, **probe},
+                                "resources": {
+                                    "requests": {"cpu": "10m", "memory": "64Mi"},
+                                    "limits": {"cpu": "100m", "memory": "128Mi"},
+                                },
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta(KUBE_STATE_METRICS),
+            "spec": {
+                "selector": ksm_selector,
+                "ports": [
+                    {
+                        "name": KUBE_STATE_METRICS_PORT_NAME,
+                        "port": 8080,
+                        "targetPort": KUBE_STATE_METRICS_PORT_NAME,
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        },
+    ]
+
+
 def validate(manifests: list[dict], kubernetes_version: str) -> None:
     """Check each manifest against the schema of that Kubernetes release, strictly (unknown fields
     fail). Raises ManifestError naming the object, the field and the reason."""

@@ -105,6 +105,19 @@ options:
   shard_map:
     description: The shard map (JSON), mounted at C(/etc/rehab-agi/shards.json) when given.
     type: raw
+  monitoring:
+    description:
+      - Also build the objects that let a Prometheus outside the cluster read it (returned apart, in
+        C(monitoring_manifests)) in C(kube-system) - the service account C(rehab-prometheus) with a
+        long-lived token Secret, allowed to read the kubelets' metrics (C(nodes/metrics)) and
+        kube-state-metrics through the API server's proxy to that one Service; and kube-state-metrics,
+        watching pods, deployments, horizontal pod autoscalers and nodes only.
+    type: bool
+    default: false
+  kube_state_metrics_image:
+    description: The pinned kube-state-metrics image, with its tag (required with O(monitoring)).
+    type: str
+    default: ""
 extends_documentation_fragment:
   - rehab.scale.read_only
 author:
@@ -138,6 +151,18 @@ label:
   returned: success
   type: str
   sample: rehab.scale/app=rehab-agi
+monitoring_manifests:
+  description:
+    - The cluster monitoring objects, in apply order, each checked against the schema (empty without
+      O(monitoring)). They carry the label C(rehab.scale/app=<name>-monitoring).
+  returned: success
+  type: list
+  elements: dict
+kube_state_metrics_path:
+  description: The path, on the API server, of kube-state-metrics' metrics (the API server's proxy to its Service).
+  returned: success
+  type: str
+  sample: /api/v1/namespaces/kube-system/services/kube-state-metrics:http-metrics/proxy/metrics
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -149,6 +174,8 @@ from ansible_collections.rehab.scale.plugins.module_utils.k8s_manifests import (
     REQUIRED,
     ManifestError,
     app_manifests,
+    kube_state_metrics_path,
+    monitoring_manifests,
     validate,
 )
 
@@ -185,12 +212,15 @@ ARGUMENT_SPEC = {
     "env": {"type": "dict", "default": {}},
     "secret_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
     "shard_map": {"type": "raw"},
+    "monitoring": {"type": "bool", "default": False},
+    "kube_state_metrics_image": {"type": "str", "default": ""},
 }
 
 
 def main():
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
+        required_if=[("monitoring", True, ["kube_state_metrics_image"])],
         supports_check_mode=True,
     )
     if not HAS_VALIDATOR:
@@ -199,7 +229,10 @@ def main():
     settings = {key: module.params[key] for key in SETTINGS}
     try:
         manifests = app_manifests(settings)
-        validate(manifests, module.params["kubernetes_version"])
+        monitoring = []
+        if module.params["monitoring"]:
+            monitoring = monitoring_manifests(module.params["kube_state_metrics_image"], settings["name"])
+        validate(manifests + monitoring, module.params["kubernetes_version"])
     except ManifestError as err:
         module.fail_json(msg=f"rehab-agi objects refused: {err}")
     module.exit_json(
@@ -207,6 +240,8 @@ def main():
         manifests=manifests,
         kinds=[{"apiVersion": api, "kind": kind} for api, kind in KINDS],
         label=f"{APP_LABEL}={settings['name']}",
+        monitoring_manifests=monitoring,
+        kube_state_metrics_path=kube_state_metrics_path(),
     )
 
 

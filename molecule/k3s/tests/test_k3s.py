@@ -120,8 +120,13 @@ def test_units_are_valid_and_left_stopped_as_configured(node, unit, command):
     assert docker_exec(node, "systemctl", "is-active", unit).stdout.strip() == "inactive"
 
 
+def rendered(label):
+    documents = yaml.safe_load_all((EPHEMERAL / "rehab-agi-objects.yml").read_text())
+    return [o for o in documents if o["metadata"]["labels"]["rehab.scale/app"] == label]
+
+
 def test_the_app_objects_carry_the_guide_values_and_pass_the_schema_strictly():
-    objects = {o["kind"]: o for o in yaml.safe_load_all((EPHEMERAL / "rehab-agi-objects.yml").read_text())}
+    objects = {o["kind"]: o for o in rendered("rehab-agi")}
     assert set(objects) == {
         "ConfigMap",
         "Secret",
@@ -160,6 +165,25 @@ def test_the_app_objects_carry_the_guide_values_and_pass_the_schema_strictly():
     # The vault's value never reaches the file (the role fills it only in the apply task, unlogged).
     assert lab_secret("vault_rehab_db_password") not in (EPHEMERAL / "rehab-agi-objects.yml").read_text()
     assert list(objects["Secret"]["stringData"]) == ["REHAB_AGI_DB_PASSWORD"]
+
+
+def test_the_objects_prometheus_reads_the_cluster_through_pass_the_schema_strictly():
+    """k8s_app_monitoring (on in this scenario, as with a monitoring group): Prometheus's account with
+    its token and kube-state-metrics, in kube-system (tests/unit has their permissions)."""
+    objects = rendered("rehab-agi-monitoring")
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == [
+        ("ClusterRole", "kube-state-metrics"),
+        ("ClusterRole", "rehab-prometheus"),
+        ("ClusterRoleBinding", "kube-state-metrics"),
+        ("ClusterRoleBinding", "rehab-prometheus"),
+        ("Deployment", "kube-state-metrics"),
+        ("Secret", "rehab-prometheus-token"),
+        ("Service", "kube-state-metrics"),
+        ("ServiceAccount", "kube-state-metrics"),
+        ("ServiceAccount", "rehab-prometheus"),
+    ]
+    for manifest in objects:
+        kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
 
 
 @pytest.mark.parametrize(

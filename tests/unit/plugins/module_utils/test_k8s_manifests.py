@@ -13,6 +13,8 @@ from ansible_collections.rehab.scale.plugins.module_utils.k8s_manifests import (
     REQUIRED,
     ManifestError,
     app_manifests,
+    kube_state_metrics_path,
+    monitoring_manifests,
     validate,
 )
 
@@ -144,3 +146,77 @@ def test_any_accepted_scaling_passes_the_schema(low, span, cpu, request):
     )
     validate(built, KUBERNETES)
     assert by_kind(built)["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == low + span
+
+
+# --- The cluster's metrics for the Prometheus outside it -----------------------------------------
+
+KSM_IMAGE = DEFAULTS["k8s_app_kube_state_metrics_image"]
+
+
+def monitoring_by_name():
+    return {(m["kind"], m["metadata"]["name"]): m for m in monitoring_manifests(KSM_IMAGE, "rehab-agi")}
+
+
+def test_the_monitoring_objects_pass_the_schema_strictly_and_carry_their_label():
+    objects = monitoring_manifests(KSM_IMAGE, "rehab-agi")
+    validate(objects, KUBERNETES)
+    assert {m["metadata"]["labels"]["rehab.scale/app"] for m in objects} == {"rehab-agi-monitoring"}
+    assert {m["metadata"].get("namespace", "kube-system") for m in objects} == {"kube-system"}
+
+
+def test_prometheus_may_read_the_kubelets_metrics_and_kube_state_metrics_only():
+    """Least privilege: no nodes/proxy (which reaches the whole kubelet API), no list, no secrets."""
+    objects = monitoring_by_name()
+    rules = objects[("ClusterRole", "rehab-prometheus")]["rules"]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},
+        {
+            "apiGroups": [""],
+            "resources": ["services/proxy"],
+            "resourceNames": ["kube-state-metrics:http-metrics"],
+            "verbs": ["get"],
+        },
+    ]
+    token = objects[("Secret", "rehab-prometheus-token")]
+    assert token["type"] == "kubernetes.io/service-account-token"
+    assert token["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "rehab-prometheus"}
+    bound = objects[("ClusterRoleBinding", "rehab-prometheus")]
+    assert bound["subjects"] == [{"kind": "ServiceAccount", "name": "rehab-prometheus", "namespace": "kube-system"}]
+
+
+def test_the_proxy_path_prometheus_reads_names_the_service_port_the_role_allows():
+    objects = monitoring_by_name()
+    service = objects[("Service", "kube-state-metrics")]
+    port = service["spec"]["ports"][0]["name"]
+    allowed = objects[("ClusterRole", "rehab-prometheus")]["rules"][1]["resourceNames"]
+    path = f"/api/v1/namespaces/kube-system/services/kube-state-metrics:{port}/proxy/metrics"
+    assert kube_state_metrics_path() == path
+    assert allowed == [f"kube-state-metrics:{port}"]
+
+
+def test_kube_state_metrics_watches_only_what_the_pod_rules_read():
+    objects = monitoring_by_name()
+    container = objects[("Deployment", "kube-state-metrics")]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == KSM_IMAGE
+    assert container["args"] == ["--resources=deployments,horizontalpodautoscalers,nodes,pods"]
+    rules = objects[("ClusterRole", "kube-state-metrics")]["rules"]
+    assert all(rule["verbs"] == ["list", "watch"] for rule in rules)
+    assert sorted(r for rule in rules for r in rule["resources"]) == [
+        "deployments",
+        "horizontalpodautoscalers",
+        "nodes",
+        "pods",
+    ]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize("image", ["", "kube-state-metrics", "registry.k8s.io/kube-state-metrics v2", "Upper:1"])
+def test_a_kube_state_metrics_image_without_a_tag_is_refused_by_value(image):
+    with pytest.raises(ManifestError, match=f"kube-state-metrics image {image!r}"):
+        monitoring_manifests(image, "rehab-agi")
+
+
+def test_prometheus_reads_kube_state_metrics_where_the_objects_publish_it():
+    """rehab.scale.monitoring's scrape path (its vars) is the one these objects make reachable."""
+    monitoring = yaml.safe_load((ROOT / "roles/monitoring/vars/main.yml").read_text())
+    assert monitoring["__monitoring_k8s_kube_state_metrics_path"] == kube_state_metrics_path()
