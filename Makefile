@@ -33,7 +33,7 @@ LAB_INVENTORY ?= $(if $(filter phase1,$(PHASE)),inventories/lab-phase1,$(if $(fi
 # MOLECULE_LANES side by side (a lane is its scenarios joined by '+', run in order). Lanes pair a
 # scenario whose time is converging (CPU) with one whose time is waiting (failover, backup: timeouts
 # and restarts they test), so two cores do both at once, and carry about the same minutes (phase2
-# and shards against the other five); a third lane only stretches the others (docs/benchmarks.md
+# and shards against the other four); a third lane only stretches the others (docs/benchmarks.md
 # has the figures).
 # `make molecule SCENARIOS="failover backup"` runs those, one after the other. Phase 1 carries the
 # tests of the roles it deploys; HAProxy keeps a scenario of its own (its pool tests);
