@@ -42,9 +42,9 @@ MOLECULE_FIRST ?= haproxy
 MOLECULE_LANES ?= phase2+shards k3s+phase1+failover+backup
 SCENARIOS ?= $(MOLECULE_FIRST) $(subst +, ,$(MOLECULE_LANES))
 # Scenarios run under Ansible's own strategies whatever STRATEGY says, so CI keeps the default path
-# working too. haproxy (three containers, 8 tests, about 70 s alone either way) runs in the first
-# stage, where k3s sets the pace; phase1 under Mitogen re-runs in 41 s instead of 58 s, and its lane
-# is the long one (docs/benchmarks.md).
+# working too. haproxy (three containers, 8 tests, about 70 s alone) runs in the first stage beside
+# the checks, off the lanes; phase1 under Mitogen re-runs in 41 s instead of 58 s, and its lane is
+# the long one (docs/benchmarks.md).
 PLAIN_SCENARIOS ?= haproxy
 
 # Copies of this collection that tools installed elsewhere (Molecule's prerun did) shadow the

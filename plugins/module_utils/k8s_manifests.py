@@ -344,6 +344,9 @@ MONITORING_NAMESPACE = "kube-system"
 PROMETHEUS_ACCOUNT = "rehab-prometheus"
 KUBE_STATE_METRICS = "kube-state-metrics"
 KUBE_STATE_METRICS_PORT_NAME = "http-metrics"
+# The Service and port as the API server's proxy names them: in the path Prometheus reads and in the
+# one resourceName its role allows.
+KUBE_STATE_METRICS_PROXY_NAME = f"{KUBE_STATE_METRICS}:{KUBE_STATE_METRICS_PORT_NAME}"
 # What kube-state-metrics watches and exports: what the pod rules read (rehab.scale.monitoring),
 # no more (its role may list and watch these only).
 KUBE_STATE_METRICS_RESOURCES = {
@@ -357,8 +360,7 @@ _IMAGE = re.compile(r"^[a-z0-9][a-z0-9./:_-]*(@sha256:[0-9a-f]{64})?$")
 
 def kube_state_metrics_path() -> str:
     """Where Prometheus reads kube-state-metrics: the API server's proxy to its Service."""
-    service = f"{KUBE_STATE_METRICS}:{KUBE_STATE_METRICS_PORT_NAME}"
-    return f"/api/v1/namespaces/{MONITORING_NAMESPACE}/services/{service}/proxy/metrics"
+    return f"/api/v1/namespaces/{MONITORING_NAMESPACE}/services/{KUBE_STATE_METRICS_PROXY_NAME}/proxy/metrics"
 
 
 def monitoring_manifests(image: str, app_name: str) -> list[dict]:
@@ -392,6 +394,7 @@ def monitoring_manifests(image: str, app_name: str) -> list[dict]:
     for group, resource in KUBE_STATE_METRICS_RESOURCES.values():
         groups.setdefault(group, []).append(resource)
     probe = {"timeoutSeconds": 5, "periodSeconds": 10}
+    live = {"httpGet": {"path": "/livez", "port": KUBE_STATE_METRICS_PORT_NAME}, **probe}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(PROMETHEUS_ACCOUNT)},
         {
@@ -412,7 +415,7 @@ def monitoring_manifests(image: str, app_name: str) -> list[dict]:
                 {
                     "apiGroups": [""],
                     "resources": ["services/proxy"],
-                    "resourceNames": [f"{KUBE_STATE_METRICS}:{KUBE_STATE_METRICS_PORT_NAME}"],
+                    "resourceNames": [KUBE_STATE_METRICS_PROXY_NAME],
                     "verbs": ["get"],
                 },
             ],
@@ -456,7 +459,7 @@ def monitoring_manifests(image: str, app_name: str) -> list[dict]:
                                     {"name": KUBE_STATE_METRICS_PORT_NAME, "containerPort": 8080},
                                     {"name": "telemetry", "containerPort": 8081},
                                 ],
-                                "livenessProbe": {"httpGet": {"path": "/livez", "port": "http-metrics"}, **probe},
+                                "livenessProbe": live,
                                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "telemetry"}, **probe},
                                 "resources": {
                                     "requests": {"cpu": "10m", "memory": "64Mi"},

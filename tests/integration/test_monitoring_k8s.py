@@ -122,3 +122,43 @@ def test_without_nodes_nothing_of_the_cluster_is_rendered(tmp_path):
     for name in ("prometheus.yml", "rehab-alerts.yml"):
         text = (tmp_path / name).read_text()
         assert "kubelet" not in text and "kube_horizontalpodautoscaler" not in text and "rehab-pods" not in text
+
+
+VALIDATE = """
+- name: The monitoring role's preflight, as the phase playbooks run it
+  hosts: prom
+  gather_facts: false
+  tasks:
+    - name: Validate
+      ansible.builtin.include_role:
+        name: rehab.scale.monitoring
+        tasks_from: validate
+"""
+CLUSTER = {
+    "monitoring_k8s_nodes": ["srv1", "agent1"],
+    "monitoring_k8s_api": "k3s-api.example.net:6443",
+    "monitoring_k8s_ca": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    "monitoring_k8s_token": "t" * 40,
+    "monitoring_web_plaintext_reason": "preflight only",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "refused"),
+    [
+        ({}, None),
+        ({"monitoring_k8s_api": ":6443"}, "needs monitoring_k8s_api as host:port (got ':6443')"),
+        ({"monitoring_k8s_ca": "", "monitoring_k8s_token": "short"}, "(no PEM certificate)"),
+        ({"monitoring_k8s_token": "short"}, "rehab-prometheus-token; not set or too short"),
+    ],
+)
+def test_a_cluster_without_its_address_ca_or_token_is_refused_by_name(tmp_path, changes, refused):
+    (tmp_path / "play.yml").write_text(VALIDATE)
+    (tmp_path / "hosts.yml").write_text(INVENTORY)
+    (tmp_path / "vars.json").write_text(json.dumps({**CLUSTER, **changes}))
+    out = run_playbook(tmp_path / "play.yml", "-e", f"@{tmp_path / 'vars.json'}", inventory=tmp_path / "hosts.yml")
+    if refused is None:
+        assert out.returncode == 0, out.stdout[-3000:]
+    else:
+        assert out.returncode != 0
+        assert refused in out.text, out.stdout[-3000:]
