@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(ROOT / "tests"))
-from rehab_testlib import container_address, docker_exec, lab_secret, run_playbook  # noqa: E402
+from rehab_testlib import container_address, docker_exec, haproxy_command, lab_secret, run_playbook  # noqa: E402
 
 SCENARIO = ROOT / "molecule/k3s"
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
@@ -34,6 +34,9 @@ SETTINGS = yaml.safe_load((SCENARIO / "group_vars/k3s/main.yml").read_text())
 REGISTRATION = f"https://{SETTINGS['rehab_k3s_registration_address']}:6443"
 K3S_DEFAULTS = yaml.safe_load((ROOT / "roles/k3s_server/defaults/main.yml").read_text())
 KUBERNETES = K3S_DEFAULTS["k3s_server_version"].lstrip("v").split("+")[0]  # v1.34.1+k3s1 -> 1.34.1
+BALANCER = "k3s-lb1"
+NODE_RULES = ["kubelet", "flannel VXLAN", "ingress, balancers"]
+INGRESS_PORT = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/main.yml").read_text())["rehab_k3s_ingress_port"]
 FIREWALL_DROPINS = yaml.safe_load((ROOT / "roles/firewall/defaults/main.yml").read_text())["firewall_dropin_dir"]
 
 
@@ -70,7 +73,7 @@ def test_the_pinned_artifacts_are_installed_where_k3s_runs_them():
 
 
 def test_each_node_declares_only_the_ports_it_serves_to_the_host_firewall():
-    """Servers serve the API, etcd, the kubelet and the overlay; agents the kubelet and the overlay."""
+    """Servers serve the API, etcd, the kubelet, the overlay and the ingress; agents the last three."""
 
     def declared(node):
         out = docker_exec(node, "cat", f"{FIREWALL_DROPINS}/k3s.nft")
@@ -78,9 +81,44 @@ def test_each_node_declares_only_the_ports_it_serves_to_the_host_firewall():
         return re.findall(r'accept comment "k3s: ([^"]+)"', out.stdout)
 
     for node in SERVERS:
-        assert declared(node) == ["Kubernetes API", "etcd clients and peers", "kubelet", "flannel VXLAN"], node
+        assert declared(node) == ["Kubernetes API", "etcd clients and peers", *NODE_RULES], node
     for node in AGENTS:
-        assert declared(node) == ["kubelet", "flannel VXLAN"], node
+        assert declared(node) == NODE_RULES, node
+
+
+def connect(client, address, port, timeout=3):
+    """How a TCP connection from the client container ends: open, refused (reset) or timeout."""
+    probe = (
+        "import socket,sys\n"
+        "s=socket.socket(); s.settimeout(float(sys.argv[3]))\n"
+        "try:\n s.connect((sys.argv[1], int(sys.argv[2]))); print('open')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except TimeoutError: print('timeout')\n"
+    )
+    out = docker_exec(client, "python3", "-c", probe, address, str(port), str(timeout))
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_the_balancer_fronts_every_nodes_ingress_through_the_firewall():
+    """rehab_app_tier k3s: HAProxy balances over every node's ingress port (Traefik through ServiceLB),
+    checking the app's readiness, and each node's firewall lets the balancer, and no other host, in to
+    that port. Not exercised here: the ingress itself (k3s does not run), so every server is down with
+    "connection refused", which also shows the balancer's packets reached each node through its firewall
+    (a dropped packet would be a timeout)."""
+    config = docker_exec(BALANCER, "cat", "/etc/haproxy/haproxy.cfg").stdout
+    servers = dict(re.findall(r"^ +server (\S+) (\S+)$", config, re.MULTILINE))
+    assert servers == {node: f"{container_address(node)}:{INGRESS_PORT}" for node in SERVERS + AGENTS}
+    assert "http-check send meth GET uri /api/agi/health/ready" in config
+    lines = haproxy_command(BALANCER, "show stat").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
+    checks = {r["svname"]: (r["status"], r["check_status"]) for r in rows if r["pxname"] == "rehab_agi"}
+    assert {node: checks[node] for node in SERVERS + AGENTS} == dict.fromkeys(SERVERS + AGENTS, ("DOWN", "L4CON"))
+    for node in SERVERS + AGENTS:
+        assert connect(BALANCER, container_address(node), INGRESS_PORT) == "refused", node
+    # Another node is not a balancer: the firewall drops its packets to the ingress port.
+    assert connect("k3s-agent1", container_address("k3s-srv1"), INGRESS_PORT) == "timeout"
 
 
 def test_the_first_server_creates_the_cluster_and_every_other_node_joins_through_the_registration_address():
@@ -194,6 +232,7 @@ def test_the_objects_prometheus_reads_the_cluster_through_pass_the_schema_strict
             "autoscaler min 5 and max 3: need 1 <= min <= max",
         ),
         ({"k3s_server_disable": ["metrics-server"]}, "turns off metrics-server, which the app's autoscaler reads"),
+        ({"k3s_server_disable": ["traefik"]}, "turns off traefik, the ingress the balancers ['k3s-lb1'] forward to"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name_before_anything_changes(change, message):
