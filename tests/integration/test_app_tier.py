@@ -3,6 +3,9 @@ playbooks/k3s.yml before any host changes: a wrong value, k3s without a cluster,
 Phase 3 are refused by name. The lab inventory's hosts are this machine here (connection local), in
 check mode, so nothing would change even past a preflight; the tests also assert no later play ran."""
 
+import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -41,3 +44,74 @@ def test_with_vms_the_k3s_plays_change_nothing():
     out = run("k3s.yml", "vms")
     assert out.returncode == 0, out.text[-3000:]
     assert "changed=0" in out.stdout and "changed=1" not in out.stdout
+
+
+WIRING_INVENTORY = """
+all:
+  children:
+    app: {hosts: {t-app1: {rehab_address: 10.9.0.11}, t-app2: {rehab_address: 10.9.0.12}}}
+    lb: {hosts: {t-lb1: {rehab_address: 10.9.0.2}}}
+    monitoring: {hosts: {t-mon1: {rehab_address: 10.9.0.3}}}
+    k3s_server:
+      hosts:
+        t-srv1: {rehab_address: 10.9.0.21}
+        t-srv2: {rehab_address: 10.9.0.22}
+        t-srv3: {rehab_address: 10.9.0.23}
+    k3s_agent: {hosts: {t-agent1: {rehab_address: 10.9.0.31}}}
+"""
+WIRED = [
+    "haproxy_backend_hosts", "haproxy_backend_port", "haproxy_backup_hosts", "haproxy_tcp_services",
+    "nginx_upstream_servers", "rehab_k3s_registration_address", "k3s_server_api_clients",
+    "k3s_server_ingress_clients", "monitoring_k8s_api",
+]  # fmt: skip
+
+
+def wiring(tmp_path, host, *extra):
+    """The lab's group_vars (the one home of the wiring) on an inventory with a cluster, as ad hoc
+    `ansible` reads them for one host."""
+    (tmp_path / "hosts.yml").write_text(WIRING_INVENTORY)
+    (tmp_path / "group_vars").mkdir(exist_ok=True)
+    if not (tmp_path / "group_vars/all").exists():
+        (tmp_path / "group_vars/all").symlink_to(ROOT / "inventories/lab/group_vars/all")
+    template = "{{ {" + ", ".join(f"'{name}': {name}" for name in WIRED) + "} | to_json }}"
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible"), "-i", str(tmp_path / "hosts.yml"), host, "-m", "ansible.builtin.debug",
+         "-a", f"msg={template}", "-e", '{"rehab_management_networks": ["198.51.100.10/32"]}', *extra],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+             "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return json.loads(json.loads(out.stdout)["plays"][0]["tasks"][0]["hosts"][host]["msg"])
+
+
+@pytest.mark.integration
+def test_with_k3s_the_balancer_fronts_the_ingress_the_app_servers_are_backups_and_the_api_is_passed_through(tmp_path):
+    lb = wiring(tmp_path, "t-lb1", "-e", "rehab_app_tier=k3s")
+    assert lb["haproxy_backend_hosts"] == ["t-srv1", "t-srv2", "t-srv3", "t-agent1"]
+    assert int(lb["haproxy_backend_port"]) == 80
+    assert lb["haproxy_backup_hosts"] == ["t-app1", "t-app2"]
+    (api,) = lb["haproxy_tcp_services"]
+    assert (api["name"], int(api["port"]), int(api["backend_port"])) == ("k3s-api", 6443, 6443)
+    assert api["backend_hosts"] == ["t-srv1", "t-srv2", "t-srv3"]
+    assert sorted(api["clients"]) == ["t-agent1", "t-mon1", "t-srv1", "t-srv2", "t-srv3"]
+    nginx = wiring(tmp_path, "t-lb1", "-e", "rehab_app_tier=k3s", "-e", "rehab_balancer=nginx")
+    assert nginx["nginx_upstream_servers"] == [
+        "10.9.0.21:80", "10.9.0.22:80", "10.9.0.23:80", "10.9.0.31:80", "10.9.0.11:80 backup", "10.9.0.12:80 backup",
+    ]  # fmt: skip
+    assert nginx["haproxy_tcp_services"] == []  # only HAProxy passes the API through: name a VIP then
+    # Every host reads the same registration address: the first balancer's.
+    for host in ("t-srv2", "t-agent1", "t-mon1"):
+        seen = wiring(tmp_path, host, "-e", "rehab_app_tier=k3s")
+        assert seen["rehab_k3s_registration_address"] == "10.9.0.2", host
+    server = wiring(tmp_path, "t-srv1", "-e", "rehab_app_tier=k3s")
+    assert server["k3s_server_api_clients"] == server["k3s_server_ingress_clients"] == ["t-lb1"]
+    assert wiring(tmp_path, "t-mon1")["monitoring_k8s_api"] == "10.9.0.2:6443"
+
+
+@pytest.mark.integration
+def test_with_vms_the_balancer_sends_to_the_app_servers_and_still_passes_the_api_through(tmp_path):
+    lb = wiring(tmp_path, "t-lb1")
+    assert lb["haproxy_backend_hosts"] == ["t-app1", "t-app2"]
+    assert lb["haproxy_backup_hosts"] == []
+    assert [s["name"] for s in lb["haproxy_tcp_services"]] == ["k3s-api"]

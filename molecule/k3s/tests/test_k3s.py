@@ -31,13 +31,19 @@ ARTIFACTS = EPHEMERAL / "k3s-artifacts"
 SERVERS = ["k3s-srv1", "k3s-srv2", "k3s-srv3"]
 AGENTS = ["k3s-agent1"]
 SETTINGS = yaml.safe_load((SCENARIO / "group_vars/k3s/main.yml").read_text())
-REGISTRATION = f"https://{SETTINGS['rehab_k3s_registration_address']}:6443"
 K3S_DEFAULTS = yaml.safe_load((ROOT / "roles/k3s_server/defaults/main.yml").read_text())
 KUBERNETES = K3S_DEFAULTS["k3s_server_version"].lstrip("v").split("+")[0]  # v1.34.1+k3s1 -> 1.34.1
 BALANCER = "k3s-lb1"
 NODE_RULES = ["kubelet", "flannel VXLAN", "ingress, balancers"]
-INGRESS_PORT = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/main.yml").read_text())["rehab_k3s_ingress_port"]
+LAB_SETTINGS = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/main.yml").read_text())
+API_PORT = LAB_SETTINGS["rehab_k3s_api_port"]
+INGRESS_PORT = LAB_SETTINGS["rehab_k3s_ingress_port"]
 FIREWALL_DROPINS = yaml.safe_load((ROOT / "roles/firewall/defaults/main.yml").read_text())["firewall_dropin_dir"]
+
+
+def registration():
+    """The registration address: the balancer's, which passes the API port through to the servers."""
+    return f"https://{container_address(BALANCER)}:{API_PORT}"
 
 
 def pins():
@@ -107,9 +113,10 @@ def test_the_balancer_fronts_every_nodes_ingress_through_the_firewall():
     "connection refused", which also shows the balancer's packets reached each node through its firewall
     (a dropped packet would be a timeout)."""
     config = docker_exec(BALANCER, "cat", "/etc/haproxy/haproxy.cfg").stdout
-    servers = dict(re.findall(r"^ +server (\S+) (\S+)$", config, re.MULTILINE))
+    backend = config[config.index("\nbackend rehab_agi") :].split("\n\n")[0]
+    servers = dict(re.findall(r"^ +server (\S+) (\S+)$", backend, re.MULTILINE))
     assert servers == {node: f"{container_address(node)}:{INGRESS_PORT}" for node in SERVERS + AGENTS}
-    assert "http-check send meth GET uri /api/agi/health/ready" in config
+    assert "http-check send meth GET uri /api/agi/health/ready" in backend
     lines = haproxy_command(BALANCER, "show stat").splitlines()
     header = lines[0].lstrip("# ").split(",")
     rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
@@ -121,12 +128,33 @@ def test_the_balancer_fronts_every_nodes_ingress_through_the_firewall():
     assert connect("k3s-agent1", container_address("k3s-srv1"), INGRESS_PORT) == "timeout"
 
 
+def test_the_balancer_passes_the_api_through_as_the_registration_address():
+    """Every node joins through the balancer's address (registration()), where HAProxy passes port 6443
+    through to the three servers with an HTTPS check of /readyz. Not exercised here: an API server
+    answering (k3s does not run), so the servers are down with "connection refused": the balancer's
+    packets reached each server's API port through its firewall."""
+    config = docker_exec(BALANCER, "cat", "/etc/haproxy/haproxy.cfg").stdout
+    api = config[config.index("\nlisten k3s-api") :].split("\n\n")[0]
+    assert f"bind {container_address(BALANCER)}:{API_PORT}\n" in api
+    assert "option httpchk GET /readyz" in api and "check check-ssl" in api
+    servers = dict(re.findall(r"^ +server (\S+) (\S+)$", api, re.MULTILINE))
+    assert servers == {node: f"{container_address(node)}:{API_PORT}" for node in SERVERS}
+    lines = haproxy_command(BALANCER, "show stat").splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
+    checks = {r["svname"]: (r["status"], r["check_status"]) for r in rows if r["pxname"] == "k3s-api"}
+    assert {node: checks[node] for node in SERVERS} == dict.fromkeys(SERVERS, ("DOWN", "L4CON"))
+    # The balancer's firewall lets the nodes in to the registration address.
+    for node in SERVERS + AGENTS:
+        assert connect(node, container_address(BALANCER), API_PORT) == "open", node
+
+
 def test_the_first_server_creates_the_cluster_and_every_other_node_joins_through_the_registration_address():
     first = config_of("k3s-srv1")
     assert first["cluster-init"] is True and "server" not in first
     for node in SERVERS[1:] + AGENTS:
         config = config_of(node)
-        assert config["server"] == REGISTRATION and "cluster-init" not in config, (node, config)
+        assert config["server"] == registration() and "cluster-init" not in config, (node, config)
     for node in SERVERS + AGENTS:
         config = config_of(node)
         assert config["node-ip"] == container_address(node)
@@ -140,7 +168,7 @@ def test_the_first_server_creates_the_cluster_and_every_other_node_joins_through
         assert registries == SETTINGS["k3s_server_registries"]
     for node in SERVERS:
         config = config_of(node)
-        assert SETTINGS["rehab_k3s_registration_address"] in config["tls-san"]
+        assert container_address(BALANCER) in config["tls-san"]
         assert "metrics-server" not in config.get("disable", [])
 
 
@@ -257,10 +285,14 @@ def supplied(tmp_path):
 
 def refused(directory, *extra):
     installed = {node: sha256_on(node, "/usr/local/bin/k3s") for node in SERVERS + AGENTS}
+    balancer = docker_exec(BALANCER, "stat", "-c", "%Y", "/etc/haproxy/haproxy.cfg").stdout
     out = converge("-e", f"k3s_server_artifact_dir={directory}", *extra)
     assert out.returncode != 0
-    # Nothing installed: every node keeps the binary it had.
+    # Nothing installed: every node keeps the binary it had; the balancer was not touched either
+    # (the artifacts are checked in the preflight).
     assert {node: sha256_on(node, "/usr/local/bin/k3s") for node in SERVERS + AGENTS} == installed
+    assert docker_exec(BALANCER, "stat", "-c", "%Y", "/etc/haproxy/haproxy.cfg").stdout == balancer
+    assert "PLAY [The balancer" not in out.stdout
     return out
 
 
@@ -308,14 +340,14 @@ def test_a_rebuilt_first_server_joins_the_cluster_and_the_kubeconfig_is_fetched_
     out = converge()
     assert out.returncode == 0, out.stdout[-3000:]
     first = config_of("k3s-srv1")
-    assert first["server"] == REGISTRATION and "cluster-init" not in first
-    assert config_of("k3s-srv2")["server"] == REGISTRATION
+    assert first["server"] == registration() and "cluster-init" not in first
+    assert config_of("k3s-srv2")["server"] == registration()
     kubeconfig_path = Path(SETTINGS["k3s_server_kubeconfig"].replace("{{ __k3s_lab }}", str(EPHEMERAL)))
     assert oct(kubeconfig_path.stat().st_mode & 0o777) == "0o600"
     kubeconfig = yaml.safe_load(kubeconfig_path.read_text())
     assert kubeconfig["clusters"][0] == {
         "name": "rehab",
-        "cluster": {"server": REGISTRATION, "certificate-authority-data": "Q0E="},
+        "cluster": {"server": registration(), "certificate-authority-data": "Q0E="},
     }
     assert kubeconfig["current-context"] == "rehab"
     assert kubeconfig["users"][0]["user"] == written_by_k3s["users"][0]["user"]
