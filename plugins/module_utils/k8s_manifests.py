@@ -115,6 +115,29 @@ def _names(s: dict) -> list[str]:
     return problems
 
 
+def _shard_map(s: dict) -> list[str]:
+    """The service reads {"shards": [{name, min_id, max_id, write_dsn, read_dsn?, redis}], "coordinator":
+    {"dsn"}?} (the app servers' shards.json, rehab.scale.app); anything else makes every pod exit."""
+    document = s["shard_map"]
+    if document is None:
+        return []
+    shards = document.get("shards") if isinstance(document, dict) else None
+    if not isinstance(shards, list) or not shards:
+        return [
+            f"shard_map is not the service's shard document (a {type(document).__name__}; it needs "
+            f'{{"shards": [...], "coordinator": ...}} as the app servers\' {SHARD_MAP_PATH}, with each '
+            "shard's write_dsn, not the inventory's rehab_shards)"
+        ]
+    missing = [
+        str(e.get("name")) if isinstance(e, dict) else repr(e)
+        for e in shards
+        if not isinstance(e, dict) or not e.get("write_dsn")
+    ]
+    if missing:
+        return [f"shard_map has no write_dsn for {', '.join(missing)}: the service refuses such a map"]
+    return []
+
+
 def _scaling(s: dict) -> list[str]:
     problems = []
     auto = s["autoscaler"]
@@ -165,7 +188,7 @@ def check(s: dict) -> None:
     problems = _integers(s)
     if problems:  # the comparisons below need numbers
         raise ManifestError("; ".join(problems))
-    problems = _names(s) + _scaling(s) + _resources(s)
+    problems = _names(s) + _scaling(s) + _resources(s) + _shard_map(s)
     if problems:
         raise ManifestError("; ".join(problems))
 

@@ -103,7 +103,9 @@ options:
     elements: str
     default: []
   shard_map:
-    description: The shard map (JSON), mounted at C(/etc/rehab-agi/shards.json) when given.
+    description:
+      - The service's shard document, a C(shards) list with each shard's C(write_dsn) and a C(coordinator)
+        (as the app servers' C(/etc/rehab-agi/shards.json)), mounted there when given; anything else is refused.
     type: raw
   monitoring:
     description:

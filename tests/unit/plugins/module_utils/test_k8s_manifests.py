@@ -2,6 +2,7 @@
 object valid against the pinned k3s's Kubernetes schema (strict), bad settings refused by name."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,20 @@ ROOT = Path(__file__).resolve().parents[4]
 DEFAULTS = yaml.safe_load((ROOT / "roles/k8s_app/defaults/main.yml").read_text())
 K3S = yaml.safe_load((ROOT / "roles/k3s_server/defaults/main.yml").read_text())["k3s_server_version"]
 KUBERNETES = K3S.lstrip("v").split("+")[0]
+# What the app servers' /etc/rehab-agi/shards.json holds (rehab.scale.app), and the service reads.
+SHARD_DOCUMENT = {
+    "shards": [
+        {
+            "name": "shard1",
+            "min_id": 1,
+            "max_id": 100000,
+            "write_dsn": "host=10.0.0.5 port=5432 dbname=rehab user=rehab target_session_attrs=read-write",
+            "read_dsn": "host=10.0.0.5 port=5432 dbname=rehab user=rehab",
+            "redis": {"nodes": ["10.0.0.7:6379"], "cluster": False},
+        }
+    ],
+    "coordinator": None,
+}
 
 
 def role_settings(**changes):
@@ -64,7 +79,7 @@ def test_every_guide_value_is_in_the_objects_built_from_the_role_defaults():
 
 
 def test_the_objects_pass_the_pinned_kubernetes_schema_strictly():
-    validate(app_manifests(role_settings(shard_map=[{"name": "shard1", "min_id": 1, "max_id": 100000}])), KUBERNETES)
+    validate(app_manifests(role_settings(shard_map=SHARD_DOCUMENT)), KUBERNETES)
 
 
 def test_an_unknown_field_fails_the_schema_naming_the_object_and_field():
@@ -82,9 +97,9 @@ def test_the_secret_carries_keys_never_values():
 
 
 def test_the_shard_map_is_mounted_and_named_to_the_app():
-    objects = by_kind(app_manifests(role_settings(shard_map=[{"name": "shard1"}])))
+    objects = by_kind(app_manifests(role_settings(shard_map=SHARD_DOCUMENT)))
     assert objects["ConfigMap"]["data"]["REHAB_AGI_SHARDS"] == "/etc/rehab-agi/shards.json"
-    assert objects["ConfigMap"]["data"]["shards.json"] == '[{"name": "shard1"}]'
+    assert json.loads(objects["ConfigMap"]["data"]["shards.json"]) == SHARD_DOCUMENT
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert pod["containers"][0]["volumeMounts"] == [
         {"name": "shard-map", "mountPath": "/etc/rehab-agi", "readOnly": True}
@@ -112,6 +127,12 @@ def test_the_shard_map_is_mounted_and_named_to_the_app():
         ({"env": {"REHAB-AGI": "x"}}, "environment variable name 'REHAB-AGI' is not valid"),
         ({"env": {"REHAB_AGI_DB_PASSWORD": "x"}}, "REHAB_AGI_DB_PASSWORD set both in env and in the secret"),
         ({"port": 70000}, "port 70000 is not a TCP port"),
+        # The inventory's rehab_shards is not what the service reads: every pod would exit at start.
+        (
+            {"shard_map": [{"name": "shard1", "min_id": 1, "max_id": 100000}]},
+            "shard_map is not the service's shard document (a list",
+        ),
+        ({"shard_map": {"shards": [{"name": "shard1", "min_id": 1}]}}, "shard_map has no write_dsn for shard1"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(changes, message):
