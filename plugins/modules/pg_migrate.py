@@ -81,7 +81,7 @@ server:
 refused:
   description:
     - True when the migrations themselves were refused (an edited, missing or out-of-order one, a
-      contract before its expand): a final answer, unlike a database that cannot be reached yet,
+      contract before its expand), a final answer, unlike a database that cannot be reached yet,
       which a caller may retry.
   returned: failure
   type: bool
