@@ -34,7 +34,7 @@ REQUIRED = [
     "image_pull_policy",
     "run_as_user",
 ]
-OPTIONAL = {"ingress_host": "", "env": {}, "secret_keys": [], "shard_map": None}
+OPTIONAL = {"ingress_host": "", "env": {}, "secret_keys": [], "shard_map": None, "ca_certificate": "", "ca_path": ""}
 # Label every object carries: what the role prunes by.
 APP_LABEL = "rehab.scale/app"
 SHARD_MAP_PATH = "/etc/rehab-agi/shards.json"
@@ -138,6 +138,23 @@ def _shard_map(s: dict) -> list[str]:
     return []
 
 
+def _ca(s: dict) -> list[str]:
+    """The CA the service verifies the databases and Redis with, at the path its settings name."""
+    if not s["ca_certificate"] and not s["ca_path"]:
+        return []
+    problems = []
+    if not str(s["ca_certificate"]).lstrip().startswith("-----BEGIN CERTIFICATE-----"):
+        problems.append("ca_certificate is not a PEM certificate")
+    path = str(s["ca_path"])
+    if (
+        not path.startswith("/")
+        or path.endswith("/")
+        or path.rsplit("/", 1)[0] in ("", SHARD_MAP_PATH.rsplit("/", 1)[0])
+    ):
+        problems.append(f"ca_path {path!r} is not a file path in a directory of its own (not / or the shard map's)")
+    return problems
+
+
 def _scaling(s: dict) -> list[str]:
     problems = []
     auto = s["autoscaler"]
@@ -188,7 +205,7 @@ def check(s: dict) -> None:
     problems = _integers(s)
     if problems:  # the comparisons below need numbers
         raise ManifestError("; ".join(problems))
-    problems = _names(s) + _scaling(s) + _resources(s) + _shard_map(s)
+    problems = _names(s) + _scaling(s) + _resources(s) + _shard_map(s) + _ca(s)
     if problems:
         raise ManifestError("; ".join(problems))
 
@@ -237,6 +254,19 @@ def app_manifests(settings: dict) -> list[dict]:
         config["data"]["shards.json"] = json.dumps(s["shard_map"], sort_keys=True)
     env_from = [{"configMapRef": {"name": s["name"]}}]
     objects = [config]
+    if s["ca_certificate"]:
+        ca_dir, ca_file = s["ca_path"].rsplit("/", 1)
+        ca_name = f"{s['name']}-ca"
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": _metadata(s, ca_name),
+                "data": {"ca.pem": s["ca_certificate"]},
+            }
+        )
+        volumes.append({"name": "ca", "configMap": {"name": ca_name, "items": [{"key": "ca.pem", "path": ca_file}]}})
+        mounts.append({"name": "ca", "mountPath": ca_dir, "readOnly": True})
     if s["secret_keys"]:
         objects.append(
             {

@@ -107,6 +107,17 @@ options:
       - The service's shard document, a C(shards) list with each shard's C(write_dsn) and a C(coordinator)
         (as the app servers' C(/etc/rehab-agi/shards.json)), mounted there when given; anything else is refused.
     type: raw
+  ca_certificate:
+    description:
+      - The CA certificate (PEM) the service verifies the databases and Redis with; given, it goes into
+        the ConfigMap C(<name>-ca), mounted at O(ca_path).
+    type: str
+    default: ""
+  ca_path:
+    description:
+      - Where the service reads that CA (its settings name it), in a directory of its own.
+    type: str
+    default: ""
   monitoring:
     description:
       - Also build the objects that let a Prometheus outside the cluster read it (returned apart, in
@@ -214,6 +225,8 @@ ARGUMENT_SPEC = {
     "env": {"type": "dict", "default": {}},
     "secret_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
     "shard_map": {"type": "raw"},
+    "ca_certificate": {"type": "str", "default": ""},
+    "ca_path": {"type": "str", "default": ""},
     "monitoring": {"type": "bool", "default": False},
     "kube_state_metrics_image": {"type": "str", "default": ""},
 }

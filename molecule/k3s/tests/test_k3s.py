@@ -252,27 +252,19 @@ def test_the_objects_prometheus_reads_the_cluster_through_pass_the_schema_strict
         kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (
-            {"k8s_app_autoscaler": {"min": 5, "max": 3, "cpu_percent": 70}},
-            "autoscaler min 5 and max 3: need 1 <= min <= max",
-        ),
-        ({"k3s_server_disable": ["metrics-server"]}, "turns off metrics-server, which the app's autoscaler reads"),
-        ({"k3s_server_disable": ["traefik"]}, "turns off traefik, the ingress the balancers ['k3s-lb1'] forward to"),
-    ],
-)
-def test_bad_settings_are_refused_with_their_name_before_anything_changes(change, message):
-    """Through the preflight, before any host changes; every refusal of the module itself is in
-    tests/unit/plugins/module_utils/test_k8s_manifests.py."""
+def test_bad_settings_are_refused_with_their_name_before_anything_changes():
+    """Through the preflight, before any host changes, each refusal named (one run: the check reports
+    every one). The module's own refusals are in tests/unit/plugins/module_utils/test_k8s_manifests.py,
+    and one through the role's build in tests/integration/test_app_tier.py."""
     before = {node: docker_exec(node, "stat", "-c", "%Y", "/etc/rancher/k3s/config.yaml").stdout for node in SERVERS}
-    out = converge("-e", json.dumps(change))
+    out = converge("-e", json.dumps({"k3s_server_disable": ["metrics-server", "traefik"]}))
     assert out.returncode != 0
-    assert message in out.text, out.stdout[-3000:]
+    assert "turns off metrics-server, which the app's autoscaler reads" in out.text, out.stdout[-3000:]
+    assert "turns off traefik, the ingress the balancers ['k3s-lb1'] forward to" in out.text, out.stdout[-3000:]
     assert {
         node: docker_exec(node, "stat", "-c", "%Y", "/etc/rancher/k3s/config.yaml").stdout for node in SERVERS
     } == before
+    assert "PLAY [The balancer" not in out.stdout
 
 
 @pytest.fixture
@@ -324,6 +316,36 @@ def test_the_users_own_kubeconfig_is_refused():
     assert out.returncode != 0
     assert f"k3s_server_kubeconfig '{home}' is the user's own kubeconfig" in out.text
     assert home.exists() == existed
+
+
+def test_check_mode_on_a_fresh_node_reports_the_start_it_cannot_try():
+    """Check mode of the whole playbook (this scenario's check step): with the services to be started
+    (k3s_server_start, k3s_agent_start), and where a unit is not installed yet (a fresh host: the unit's
+    task only reports its change), it says the service would be started instead of failing on a unit
+    systemd does not know; it succeeds and nothing changes."""
+    unit = "/etc/systemd/system/k3s-agent.service"
+    assert docker_exec("k3s-agent1", "mv", unit, "/root/k3s-agent.service.saved").returncode == 0
+    docker_exec("k3s-agent1", "systemctl", "daemon-reload")
+    files = [(node, "/etc/rancher/k3s/config.yaml") for node in SERVERS + AGENTS] + [
+        (BALANCER, "/etc/haproxy/haproxy.cfg"),
+        (BALANCER, f"{FIREWALL_DROPINS}/haproxy.nft"),
+    ]
+
+    def stamps():
+        return {(node, path): docker_exec(node, "stat", "-c", "%Y %s", path).stdout for node, path in files}
+
+    before = stamps()
+    try:
+        out = converge("--check", "-e", "k3s_server_start=true", "-e", "k3s_agent_start=true")
+        assert out.returncode == 0, out.stdout[-3000:]
+        assert "Check mode: k3s-agent would be installed, enabled and started on k3s-agent1" in out.text
+        assert docker_exec("k3s-agent1", "test", "-e", unit).returncode != 0
+        assert stamps() == before
+        for node in SERVERS:
+            assert docker_exec(node, "systemctl", "is-active", "k3s").stdout.strip() == "inactive", node
+    finally:
+        docker_exec("k3s-agent1", "mv", "/root/k3s-agent.service.saved", unit)
+        docker_exec("k3s-agent1", "systemctl", "daemon-reload")
 
 
 # Last: it changes the scenario's state (cluster data on srv2, a kubeconfig on srv1).

@@ -106,6 +106,23 @@ def test_the_shard_map_is_mounted_and_named_to_the_app():
     ]
 
 
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_the_ca_is_mounted_where_the_service_reads_it():
+    """The app's settings name the CA by path (sslrootcert=, REHAB_AGI_REDIS_TLS_CA): the pods get it there."""
+    manifests = app_manifests(role_settings(ca_certificate=CA, ca_path="/etc/rehab-scale/tls/ca.pem"))
+    validate(manifests, KUBERNETES)
+    ca = next(o for o in manifests if o["metadata"]["name"] == "rehab-agi-ca")
+    assert ca["kind"] == "ConfigMap" and ca["data"] == {"ca.pem": CA}
+    assert ca["metadata"]["labels"]["rehab.scale/app"] == "rehab-agi"  # applied and pruned with the app's
+    pod = by_kind(manifests)["Deployment"]["spec"]["template"]["spec"]
+    assert {"name": "ca", "mountPath": "/etc/rehab-scale/tls", "readOnly": True} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "ca", "configMap": {"name": "rehab-agi-ca", "items": [{"key": "ca.pem", "path": "ca.pem"}]}} in pod[
+        "volumes"
+    ]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -133,6 +150,12 @@ def test_the_shard_map_is_mounted_and_named_to_the_app():
             "shard_map is not the service's shard document (a list",
         ),
         ({"shard_map": {"shards": [{"name": "shard1", "min_id": 1}]}}, "shard_map has no write_dsn for shard1"),
+        ({"ca_certificate": "not a pem", "ca_path": "/etc/rehab-scale/tls/ca.pem"}, "ca_certificate is not a PEM"),
+        (
+            {"ca_certificate": CA, "ca_path": "/etc/rehab-agi/ca.pem"},
+            "ca_path '/etc/rehab-agi/ca.pem' is not a file path",
+        ),
+        ({"ca_certificate": CA, "ca_path": ""}, "ca_path '' is not a file path"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(changes, message):
