@@ -252,21 +252,28 @@ def haproxy_command(lb, command, socket_path="/run/haproxy/admin.sock"):
     return out.stdout
 
 
-def parse_haproxy_stat(csv_text, backend="rehab_agi"):
-    """{server: status} from HAProxy's `show stat` CSV (the runtime API's or the stats page's ;csv)."""
+def parse_haproxy_stat(csv_text, backend="rehab_agi", field="status"):
+    """{server: field} from HAProxy's `show stat` CSV (the runtime API's or the stats page's ;csv)."""
     lines = csv_text.splitlines()
     header = lines[0].lstrip("# ").split(",")
-    statuses = {}
+    values = {}
     for line in lines[1:]:
         row = dict(zip(header, line.split(","), strict=False))
         if row.get("pxname") == backend and row.get("svname") not in ("FRONTEND", "BACKEND"):
-            statuses[row["svname"]] = row["status"]
-    return statuses
+            values[row["svname"]] = row[field]
+    return values
 
 
 def haproxy_status(lb, backend="rehab_agi"):
     """{server: status} of a backend as HAProxy sees it (UP, DOWN, MAINT, DRAIN, ...)."""
     return parse_haproxy_stat(haproxy_command(lb, "show stat"), backend)
+
+
+def haproxy_checks(lb, backend="rehab_agi"):
+    """{server: (status, last check's status)} of a backend, e.g. ("DOWN", "L4CON") for a refused check."""
+    stat = haproxy_command(lb, "show stat")
+    checks = parse_haproxy_stat(stat, backend, "check_status")
+    return {server: (status, checks[server]) for server, status in parse_haproxy_stat(stat, backend).items()}
 
 
 def lab_tls_context(node):

@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(ROOT / "tests"))
-from rehab_testlib import container_address, docker_exec, haproxy_command, lab_secret, run_playbook  # noqa: E402
+from rehab_testlib import container_address, docker_exec, haproxy_checks, lab_secret, run_playbook  # noqa: E402
 
 SCENARIO = ROOT / "molecule/k3s"
 INVENTORY = Path(os.environ.get("MOLECULE_INVENTORY_FILE", "")).parent
@@ -117,10 +117,7 @@ def test_the_balancer_fronts_every_nodes_ingress_through_the_firewall():
     servers = dict(re.findall(r"^ +server (\S+) (\S+)$", backend, re.MULTILINE))
     assert servers == {node: f"{container_address(node)}:{INGRESS_PORT}" for node in SERVERS + AGENTS}
     assert "http-check send meth GET uri /api/agi/health/ready" in backend
-    lines = haproxy_command(BALANCER, "show stat").splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
-    checks = {r["svname"]: (r["status"], r["check_status"]) for r in rows if r["pxname"] == "rehab_agi"}
+    checks = haproxy_checks(BALANCER, "rehab_agi")
     assert {node: checks[node] for node in SERVERS + AGENTS} == dict.fromkeys(SERVERS + AGENTS, ("DOWN", "L4CON"))
     for node in SERVERS + AGENTS:
         assert connect(BALANCER, container_address(node), INGRESS_PORT) == "refused", node
@@ -139,10 +136,7 @@ def test_the_balancer_passes_the_api_through_as_the_registration_address():
     assert "option httpchk GET /readyz" in api and "check check-ssl" in api
     servers = dict(re.findall(r"^ +server (\S+) (\S+)$", api, re.MULTILINE))
     assert servers == {node: f"{container_address(node)}:{API_PORT}" for node in SERVERS}
-    lines = haproxy_command(BALANCER, "show stat").splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
-    checks = {r["svname"]: (r["status"], r["check_status"]) for r in rows if r["pxname"] == "k3s-api"}
+    checks = haproxy_checks(BALANCER, "k3s-api")
     assert {node: checks[node] for node in SERVERS} == dict.fromkeys(SERVERS, ("DOWN", "L4CON"))
     # The balancer's firewall lets the nodes in to the registration address.
     for node in SERVERS + AGENTS:
